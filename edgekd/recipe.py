@@ -1,0 +1,242 @@
+"""The recipe: what to distil, export and benchmark, as typed, validated plain data.
+
+A recipe is a YAML file loaded into the dataclasses below. `--set a.b=c` overrides any key
+(the value is parsed as YAML, so `--set distill.epochs=1` gives an int). Unknown keys and wrong
+types are errors that name the key; bad combinations are rejected in `__post_init__`, before any
+work starts. The resolved recipe is saved into the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from edgekd.config import from_dict
+from edgekd.errors import EdgekdError
+
+FORMATS = ("onnx", "openvino", "tflite")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+DEFAULT_RECIPE = "bbc-news"
+
+
+@dataclass
+class SplitConfig:
+    validation: float = 0.1
+    test: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self):
+        if not (0 <= self.validation < 1 and 0 < self.test < 1 and self.validation + self.test < 1):
+            raise ValueError("split fractions must be in [0, 1) with validation + test < 1")
+
+
+@dataclass
+class DataConfig:
+    path: str
+    text_column: str = "text"
+    label_column: str = "label"
+    split: SplitConfig = field(default_factory=SplitConfig)
+    max_length: int = 128
+    unlabeled: str | None = None
+
+    def __post_init__(self):
+        if self.max_length < 8:
+            raise ValueError("max_length must be at least 8")
+
+
+@dataclass
+class FineTuneConfig:
+    epochs: float = 2
+    learning_rate: float = 5.0e-5
+    batch_size: int = 16
+
+
+@dataclass
+class TeacherConfig:
+    model: str
+    # `false`/`null` means the teacher is already trained on the task.
+    fine_tune: FineTuneConfig | bool | None = None
+
+    def __post_init__(self):
+        if self.fine_tune is True:
+            self.fine_tune = FineTuneConfig()
+        elif self.fine_tune is False:
+            self.fine_tune = None
+
+
+@dataclass
+class FromTeacherConfig:
+    layers: list[int]
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ValueError("from_teacher.layers must name at least one teacher layer")
+        if len(set(self.layers)) != len(self.layers) or any(i < 0 for i in self.layers):
+            raise ValueError("from_teacher.layers must be distinct, non-negative layer indices")
+
+
+@dataclass
+class StudentConfig:
+    from_teacher: FromTeacherConfig | None = None   # copy embeddings + these layers (DistilBERT init)
+    config: dict[str, Any] | None = None             # overrides of the teacher's config, random init
+    model: str | None = None                          # an existing model id or folder
+
+    def __post_init__(self):
+        given = [k for k in ("from_teacher", "config", "model") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of student.from_teacher, student.config, student.model"
+                             + (f" (got {', '.join(given)})" if given else ""))
+
+
+@dataclass
+class DistillConfig:
+    temperature: float = 4.0
+    alpha: float = 0.7
+    hidden_loss: float = 0.0
+    attention_loss: float = 0.0
+    layer_map: dict[str, Any] | None = None
+    epochs: float = 3
+    learning_rate: float = 1.0e-4
+    batch_size: int = 16
+    seed: int = 0
+    cache_teacher: bool = True
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError("alpha must be in [0, 1]")
+        if self.hidden_loss < 0 or self.attention_loss < 0:
+            raise ValueError("hidden_loss and attention_loss must be >= 0")
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch_size and learning_rate must be positive")
+
+
+@dataclass
+class ExportConfig:
+    formats: list[Literal["onnx", "openvino", "tflite"]] = field(default_factory=lambda: list(FORMATS))
+    precisions: list[Literal["fp32", "fp16", "int8-dynamic", "int8-static"]] = field(
+        default_factory=lambda: list(PRECISIONS))
+    calibration_samples: int = 100
+
+    def __post_init__(self):
+        if self.calibration_samples < 1:
+            raise ValueError("calibration_samples must be >= 1")
+
+
+@dataclass
+class BenchConfig:
+    targets: list[str] = field(default_factory=lambda: ["local"])
+    threads: list[int] = field(default_factory=lambda: [1])
+    batch_size: int = 1
+    seq_len: int | None = None          # default: data.max_length
+    warmup: int = 10
+    min_iterations: int = 50
+    min_time_s: float = 5.0
+    energy: str = "auto"
+
+    def __post_init__(self):
+        if not self.targets:
+            raise ValueError("bench.targets must name at least one target")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise ValueError("bench.threads must be a non-empty list of positive integers")
+        if self.batch_size < 1 or self.warmup < 0 or self.min_iterations < 1 or self.min_time_s < 0:
+            raise ValueError("batch_size and min_iterations must be >= 1, warmup and min_time_s >= 0")
+
+
+@dataclass
+class Recipe:
+    name: str
+    data: DataConfig
+    teacher: TeacherConfig
+    student: StudentConfig
+    task: Literal["text-classification"] = "text-classification"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data (what is saved into the run folder)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def seq_len(self) -> int:
+        """Sequence length used for export shapes and benchmarks."""
+        return self.bench.seq_len or self.data.max_length
+
+
+def builtin_recipe_path(name: str = DEFAULT_RECIPE) -> Path:
+    """Path of a recipe shipped inside the package (`edgekd/recipes/<name>.yaml`)."""
+    path = Path(__file__).parent / "recipes" / f"{name}.yaml"
+    if not path.is_file():
+        raise EdgekdError(f"no built-in recipe named '{name}'")
+    return path
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Load and validate a recipe file (the built-in default when `path` is None)."""
+    path = Path(path) if path is not None else builtin_recipe_path()
+    if not path.is_file():
+        raise EdgekdError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdgekdError(f"recipe {path} is not valid YAML: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EdgekdError(f"recipe {path} must be a mapping at the top level")
+    for item in overrides or []:
+        apply_override(data, item)
+    return from_dict(Recipe, data)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Apply one `a.b.c=value` override in place; the value is parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise EdgekdError(f"--set expects KEY=VALUE, got '{item}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None or child is False or child is True:
+            child = {}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise EdgekdError(f"--set {key}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Save the resolved recipe as YAML (atomically)."""
+    from edgekd.files import write_text_atomic
+
+    write_text_atomic(path, yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+def resolve_path(value: str) -> str:
+    """Resolve `package:NAME/sub/path` to a folder inside an installed Python package.
+
+    This is how the built-in recipe finds the packaged teacher and data without hard-coded
+    paths. Any other value is returned unchanged (a local path or a Hugging Face id).
+    """
+    if not value.startswith("package:"):
+        return value
+    package, _, sub = value[len("package:"):].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EdgekdError(f"Python package '{package}' is not installed (needed for '{value}'); "
+                          f"pip install {package.replace('_', '-')}")
+    return str(Path(list(spec.submodule_search_locations)[0]) / sub)

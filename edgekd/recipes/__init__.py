@@ -1,0 +1,1 @@
+"""Recipes shipped with edgekd (`bbc-news.yaml` is the built-in default)."""

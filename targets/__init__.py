@@ -1,0 +1,1 @@
+"""Targets: one module per kind of device (`local.py`, `ssh.py`), found by name."""
