@@ -228,3 +228,40 @@ def _read_text(path: Path) -> str:
 def _looks_like_hf_dataset(folder: Path) -> bool:
     """A `datasets.save_to_disk` folder (rather than a folder of label sub-folders)."""
     return (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file()
+
+
+INPUTS_FILE = "inputs.npz"
+MAX_SAVED_INPUTS = 64
+
+
+def save_inputs(folder: str | Path, encoded: dict, labels=None, limit: int = MAX_SAVED_INPUTS) -> Path:
+    """Save up to `limit` tokenized examples (and labels) as `folder/inputs.npz`, atomically:
+    the real inputs the on-device runner feeds to an artifact."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {name: np.asarray(value[:limit], dtype=np.int64) for name, value in encoded.items()}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels[:limit], dtype=np.int64)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, **arrays)
+    os.replace(tmp, folder / INPUTS_FILE)
+    return folder / INPUTS_FILE
+
+
+def load_data_argument(value: str, max_length: int | None = None) -> tuple[TaskData, int]:
+    """Task data from a CLI `--data` value: a recipe YAML (its `data` section) or a data path
+    (folder of label folders, CSV or JSONL with `text`/`label` columns). Returns the data and
+    the sequence length to use (the recipe's `data.max_length`, else `max_length`, else 128)."""
+    from edgekd.recipe import load_recipe
+
+    if value.endswith((".yaml", ".yml")):
+        recipe = load_recipe(value)
+        return load_task_data(recipe.data), max_length or recipe.data.max_length
+    cfg = DataConfig(path=value, max_length=max_length or 128)
+    return load_task_data(cfg), cfg.max_length
