@@ -1,0 +1,71 @@
+"""The hardware comparison: the same artifacts measured on several targets, target against target.
+
+Entries are matched on (name, format, precision, threads, batch size, sequence length); each
+target is one column. Targets come from one run (a recipe with several targets) or from several
+runs; when two runs used the same target name (two machines that both say "local"), the column
+is labelled with the run name, else the host, so the columns never merge silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.benchmarks.report_rows import is_ok, latency
+
+SCHEMA = "edgekd.hardware/1"
+MATCH_KEY = ("name", "format", "precision", "threads", "batch_size", "seq_len")
+
+
+def target_labels(reports: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
+    """A distinct column label for each (report index, target name)."""
+    pairs = sorted({(i, str(e.get("target"))) for i, r in enumerate(reports)
+                    for e in r.get("entries", []) if is_ok(e)})
+    labels: dict[tuple[int, str], str] = {}
+    for i, target in pairs:
+        if sum(1 for _, t in pairs if t == target) == 1:
+            labels[(i, target)] = target
+            continue
+        report = reports[i]
+        hosts = {e.get("host") for e in report.get("entries", []) if e.get("target") == target}
+        suffix = report.get("run") or (hosts.pop() if len(hosts) == 1 else None) or f"run {i + 1}"
+        labels[(i, target)] = f"{target} ({suffix})"
+    # Identical suffixes (two runs with the same name and target): fall back to the run index.
+    seen: dict[str, int] = {}
+    for key, label in sorted(labels.items()):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[key] = f"{label} #{seen[label]}"
+    return labels
+
+
+def compare_targets(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows of p50/p99 per target for every matched artifact, targets in first-seen order.
+
+    Returns {"schema", "runs", "targets": [label...], "environments": {label: env},
+    "rows": [{name, format, precision, threads, batch_size, seq_len, p50_ms: {label: ms},
+    p99_ms: {label: ms}, accuracy: {label: acc}}]}.
+    """
+    labels = target_labels(reports)
+    targets: list[str] = []
+    rows: dict[tuple, dict[str, Any]] = {}
+    environments: dict[str, Any] = {}
+    for i, report in enumerate(reports):
+        for entry in report.get("entries", []):
+            if not is_ok(entry):
+                continue
+            label = labels[(i, str(entry.get("target")))]
+            if label not in targets:
+                targets.append(label)
+                environments[label] = {"run": report.get("run"), "host": entry.get("host"),
+                                       "cpu": entry.get("cpu"), "runtime": entry.get("runtime"),
+                                       "runtime_version": entry.get("runtime_version")}
+            key = tuple(entry.get(k) for k in MATCH_KEY)
+            row = rows.setdefault(key, {**dict(zip(MATCH_KEY, key)), "role": entry.get("role"),
+                                        "p50_ms": {}, "p99_ms": {}, "accuracy": {}})
+            row["p50_ms"][label] = latency(entry)
+            row["p99_ms"][label] = latency(entry, "p99")
+            row["accuracy"][label] = entry.get("accuracy")
+    ordered = sorted(rows.values(), key=lambda r: (r["role"] != "teacher", str(r["name"]),
+                                                   r["threads"] or 0, r["batch_size"] or 0))
+    return {"schema": SCHEMA, "runs": [r.get("run") for r in reports], "targets": targets,
+            "environments": environments, "rows": ordered}

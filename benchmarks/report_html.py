@@ -1,0 +1,162 @@
+"""report.html: one self-contained page (inline CSS and SVG, nothing fetched at view time).
+
+Per measurement setting: the comparison table, accuracy against p50 latency with the Pareto
+frontier and the teacher highlighted, latency with p50–p99 whiskers, size and peak memory, and
+energy where measured (estimates hatched and labelled). A tiny inline script records JavaScript
+errors in `data-errors` on <body>, so a headless browser test can prove the page loads cleanly.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from edgekd.benchmarks import plots
+from edgekd.benchmarks.report_md import MAIN_COLUMNS, environment_lines, row_cells
+from edgekd.benchmarks.report_rows import (
+    comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting,
+    is_estimate, latency, pareto_front, setting)
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1240px;color:#111827;padding:0 16px}
+h1{font-size:1.5em}h2{margin-top:1.8em;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
+table{border-collapse:collapse;margin:12px 0;font-size:13px}
+th,td{border:1px solid #e5e7eb;padding:4px 8px;text-align:right}th{background:#f3f4f6}
+td:first-child,th:first-child{text-align:left}tr.teacher td{font-weight:700;background:#f9fafb}
+.estimate{color:#92400e;background:#fef3c7;border-radius:3px;padding:0 3px;font-style:italic}
+.plots{display:flex;flex-wrap:wrap;gap:16px}.plot{border:1px solid #e5e7eb;border-radius:6px;background:#fff}
+.note{color:#4b5563;font-size:13px}.failed td{color:#991b1b}
+"""
+
+# Counts uncaught errors; the test reads data-errors and data-ready from the dumped DOM.
+SCRIPT = """
+window.__edgekdErrors = 0;
+window.addEventListener('error', function () { window.__edgekdErrors += 1; });
+window.addEventListener('load', function () {
+  document.body.setAttribute('data-errors', String(window.__edgekdErrors));
+  document.body.setAttribute('data-plots', String(document.querySelectorAll('svg.plot').length));
+  document.body.setAttribute('data-ready', '1');
+});
+"""
+
+
+def html_table(header, rows: list[list[str]], row_classes: list[str] | None = None,
+               cls: str = "") -> str:
+    """An HTML table; cells are escaped; "≈ … (estimate)" cells get the estimate style."""
+    def td(value):
+        text = escape(str(value))
+        return f'<td><span class="estimate">{text}</span></td>' if "(estimate)" in text else f"<td>{text}</td>"
+
+    row_classes = row_classes or [""] * len(rows)
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(f'<tr class="{c}">' + "".join(td(v) for v in row) + "</tr>"
+                   for row, c in zip(rows, row_classes))
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def setting_section(rows: list[dict[str, Any]]) -> str:
+    """Table and plots for the rows of one measurement setting."""
+    entries = [r["entry"] for r in rows]
+    title = fmt_setting(entries[0])
+    out = [f"<h2>{escape(title)}</h2>",
+           html_table(MAIN_COLUMNS, [row_cells(r) for r in rows],
+                      ["teacher" if e.get("role") == "teacher" else "" for e in entries], "main"),
+           '<p class="note">Retention, speed-up and size ratio are relative to the teacher in the '
+           'same setting (speed-up = teacher p50 / artifact p50). Energy marked ≈ is an estimate.</p>',
+           '<div class="plots">']
+    scored = [e for e in entries if e.get("accuracy") is not None and latency(e)]
+    if scored:
+        points = [{"x": latency(e), "y": 100 * e["accuracy"], "label": e["name"], "fmt": e.get("format"),
+                   "teacher": e.get("role") == "teacher"} for e in scored]
+        front = pareto_front([(p["x"], p["y"]) for p in points])
+        out.append(plots.scatter(points, front, f"Accuracy vs p50 latency — {title}"))
+    out.append(plots.whiskers(
+        [{"label": e["name"], "p50": latency(e), "p90": latency(e, "p90"), "p99": latency(e, "p99"),
+          "teacher": e.get("role") == "teacher"} for e in entries], f"Latency per artifact — {title}"))
+    sized = [e for e in entries if e.get("size_bytes")]
+    if sized:
+        out.append(plots.bars([{"label": e["name"], "value": e["size_bytes"] / 1e6,
+                                "text": fmt_bytes(e["size_bytes"]), "teacher": e.get("role") == "teacher"}
+                               for e in sized], "Model size", "MB on disk"))
+    mem = [e for e in entries if e.get("peak_memory_mb")]
+    if mem:
+        out.append(plots.bars([{"label": e["name"], "value": e["peak_memory_mb"],
+                                "text": fmt_mb(e["peak_memory_mb"]), "teacher": e.get("role") == "teacher"}
+                               for e in mem], "Peak memory", "MB, process peak RSS"))
+    energy = [e for e in entries if e.get("energy_j")]
+    if energy:
+        out.append(plots.bars([{"label": e["name"], "value": e["energy_j"], "text": fmt_energy(e),
+                                "teacher": e.get("role") == "teacher", "estimate": is_estimate(e)}
+                               for e in energy], "Energy per inference",
+                              "joules; hatched = estimate, not measured", width=480))
+    out.append("</div>")
+    return "".join(out)
+
+
+def hardware_section(hardware: dict[str, Any]) -> str:
+    """Target against target: the table (p50 per target, ratio to the first) and a grouped plot."""
+    targets = hardware["targets"]
+    ref = targets[0]
+    header = ["artifact", "threads", "batch", "seq", *[f"p50 {t}" for t in targets],
+              *[f"{t} vs {ref}" for t in targets[1:]]]
+    rows = []
+    for row in hardware["rows"]:
+        p50 = row["p50_ms"]
+        rows.append([row["name"], row["threads"], row["batch_size"], row["seq_len"],
+                     *[fmt_ms(p50.get(t)) for t in targets],
+                     *[fmt_ratio(p50[t] / p50[ref]) if p50.get(t) and p50.get(ref) else "—"
+                       for t in targets[1:]]])
+    groups = [{"label": f"{r['name']} (t{r['threads']})",
+               "values": {t: (r["p50_ms"].get(t), r["p99_ms"].get(t)) for t in targets}}
+              for r in hardware["rows"] if any(r["p50_ms"].values())]
+    out = ["<h2>Hardware comparison</h2>", html_table(header, rows, cls="hardware"),
+           f'<p class="note">Ratio = p50 on the target / p50 on {escape(ref)} (below 1× is faster).</p>']
+    if groups:
+        out.append(plots.grouped_bars(groups, targets, "p50 latency, target against target"))
+    return "".join(out)
+
+
+def render_html(report: dict[str, Any], hardware: dict[str, Any] | None = None,
+                title: str | None = None) -> str:
+    """The whole report.html page; `hardware` (from hardware.compare_targets) adds its section."""
+    title = title or f"edgekd report: {report.get('run') or 'benchmark'}"
+    entries = report.get("entries", [])
+    groups: dict[tuple, list] = {}
+    for row in comparison_rows(entries):
+        groups.setdefault(setting(row["entry"]), []).append(row)
+    body = [f"<h1>{escape(title)}</h1>",
+            f'<p class="note">created {escape(str(report.get("created") or ""))}</p>']
+    if not groups and entries:
+        body.append("<p>No artifact was measured successfully.</p>")
+    body += [setting_section(rows) for rows in groups.values()]
+    failed = failed_entries(entries)
+    if failed:
+        body += ["<h2>Failed artifacts</h2>",
+                 html_table(("artifact", "target", "error"),
+                            [[e.get("name"), e.get("target") or "—", e.get("error") or "unknown error"]
+                             for e in failed], ["failed"] * len(failed), "failed")]
+    if hardware and len(hardware.get("targets", [])) > 1:
+        body.append(hardware_section(hardware))
+    env = report.get("environment")
+    if env:
+        items = "".join(f"<li>{escape(line[2:])}</li>" for line in environment_lines(env))
+        body += ["<h2>Environment</h2>", f"<ul>{items}</ul>"]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>"
+            f"<body>{''.join(body)}</body></html>\n")
+
+
+def render_hardware_html(hardware: dict[str, Any]) -> str:
+    """A page holding only the hardware comparison of several runs, with each target's machine."""
+    runs = ", ".join(str(r) for r in hardware.get("runs", []))
+    title = f"edgekd hardware comparison: {runs}"
+    machines = []
+    for label, env in hardware.get("environments", {}).items():
+        cpu = env.get("cpu") or {}
+        machines.append([label, env.get("run") or "—", env.get("host") or "—", cpu.get("model") or "—",
+                         cpu.get("cores") or "—", f"{env.get('runtime') or '—'} {env.get('runtime_version') or ''}"])
+    body = [f"<h1>{escape(title)}</h1>", hardware_section(hardware), "<h2>Targets</h2>",
+            html_table(("target", "run", "host", "CPU", "cores", "runtime"), machines, cls="targets")]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>"
+            f"<body>{''.join(body)}</body></html>\n")

@@ -1,0 +1,110 @@
+"""report.md: the report's tables in Markdown, fit for a pull-request comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.benchmarks.report_rows import (
+    comparison_rows, failed_entries, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_pct,
+    fmt_ratio, fmt_setting, latency, setting)
+
+MAIN_COLUMNS = ("artifact", "format", "precision", "accuracy", "retention", "p50", "p99",
+                "speed-up", "size", "size ratio", "peak memory", "energy / inference",
+                "energy method")
+
+
+def cell(value: Any) -> str:
+    """A Markdown table cell: pipes escaped, newlines folded, so a message cannot break the table."""
+    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def table(header: tuple[str, ...] | list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def row_cells(row: dict[str, Any]) -> list[str]:
+    """The main table's cells (plain text, in MAIN_COLUMNS order) for one comparison row."""
+    e = row["entry"]
+    return [e["name"], e.get("format", "—"), e.get("precision", "—"), fmt_acc(e.get("accuracy")),
+            fmt_pct(row["retention"]), fmt_ms(latency(e)), fmt_ms(latency(e, "p99")),
+            fmt_ratio(row["speedup"]), fmt_bytes(e.get("size_bytes")), fmt_ratio(row["size_ratio"]),
+            fmt_mb(e.get("peak_memory_mb")), fmt_energy(e), e.get("energy_method") or "none"]
+
+
+def main_rows(report: dict[str, Any]) -> dict[tuple, list[list[str]]]:
+    """The main comparison table's rows, grouped by measurement setting (in report order)."""
+    groups: dict[tuple, list[list[str]]] = {}
+    for row in comparison_rows(report.get("entries", [])):
+        cells = row_cells(row)
+        if row["entry"].get("role") == "teacher":
+            cells[0] = f"**{cells[0]}** (teacher)"
+        groups.setdefault(setting(row["entry"]), []).append(cells)
+    return groups
+
+
+def environment_lines(env: dict[str, Any]) -> list[str]:
+    """The environment as a bullet list."""
+    cpu = env.get("cpu") or {}
+    libs = ", ".join(f"{k} {v}" for k, v in (env.get("libraries") or {}).items() if v)
+    threads = ", ".join(f"{k}={v}" for k, v in (env.get("threads_env") or {}).items()) or "none set"
+    edgekd = env.get("edgekd") or {}
+    lines = [
+        f"- CPU: {cpu.get('model') or 'unknown'} — {cpu.get('cores_physical') or '?'} physical / "
+        f"{cpu.get('cores_logical') or '?'} logical cores; flags: {', '.join(cpu.get('flags') or []) or 'none'}",
+        f"- memory: {fmt_mb(env.get('memory_total_mb'))}; OS: {env.get('os', '?')}; "
+        f"Python {env.get('python', '?')}; host: {env.get('host', '?')}",
+        f"- libraries: {libs or 'unknown'}",
+        f"- thread variables: {threads}",
+        f"- edgekd {edgekd.get('version', '?')} at commit {edgekd.get('commit') or 'unknown (not a git checkout)'}",
+    ]
+    bench = env.get("bench")
+    if bench:
+        lines.append("- bench settings: " + ", ".join(f"{k}={v}" for k, v in bench.items()))
+    return lines
+
+
+def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = None) -> str:
+    """The whole report.md text; `hardware` (from hardware.compare_targets) adds its section."""
+    entries = report.get("entries", [])
+    out = [f"# edgekd report: {report.get('run') or 'benchmark'}", ""]
+    groups = main_rows(report)
+    if not groups:
+        out += ["No artifact was measured successfully.", ""]
+    for where, rows in groups.items():
+        first = next(e for e in entries if setting(e) == where)
+        out += [f"## {fmt_setting(first)}", "", table(MAIN_COLUMNS, rows), ""]
+    if groups:
+        out += ["Retention, speed-up and size ratio are relative to the teacher in the same setting "
+                "(speed-up = teacher p50 / artifact p50). Energy marked ≈ is an estimate.", ""]
+    failed = failed_entries(entries)
+    if failed:
+        out += ["## Failed artifacts", "",
+                table(("artifact", "target", "error"),
+                      [[e.get("name"), e.get("target") or "—", e.get("error") or "unknown error"]
+                       for e in failed]), ""]
+    if hardware and len(hardware.get("targets", [])) > 1:
+        out += [hardware_markdown(hardware), ""]
+    out += ["## Environment", "", *environment_lines(report.get("environment") or {}), ""]
+    return "\n".join(out)
+
+
+def hardware_markdown(hardware: dict[str, Any]) -> str:
+    """The hardware comparison: one row per artifact, p50 per target and the ratio to the first."""
+    targets = hardware["targets"]
+    reference = targets[0]
+    header = ["artifact", "threads", "batch", "seq", *[f"p50 {t}" for t in targets],
+              *[f"{t} vs {reference}" for t in targets[1:]]]
+    rows = []
+    for row in hardware["rows"]:
+        p50 = row["p50_ms"]
+        rows.append([row["name"], row["threads"], row["batch_size"], row["seq_len"],
+                     *[fmt_ms(p50.get(t)) for t in targets],
+                     *[fmt_ratio(p50[t] / p50[reference]) if p50.get(t) and p50.get(reference)
+                       else "—" for t in targets[1:]]])
+    note = (f"Ratio = p50 on the target / p50 on {reference} (below 1× is faster). "
+            f"Each column is one target; settings are matched exactly.")
+    return "\n".join(["## Hardware comparison", "", table(header, rows), "", note])

@@ -1,0 +1,180 @@
+"""Build report.json / report.md / report.html from a run folder, and the `edgekd report` command.
+
+The report gathers every bench result (`bench/<target>/<name>-t<threads>.json`), fills each
+entry's accuracy and parity from `exports/<name>/export.json` (or `teacher|student/metrics.json`
+for the PyTorch originals), lists failed exports as failed entries (never with a latency), and
+records the environment plus the recipe's bench settings. Raw latency samples are kept, so
+`edgekd compare` can put a confidence interval on a later change.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError
+from edgekd.files import read_json, write_json_atomic, write_text_atomic
+
+SCHEMA = "edgekd.report/1"
+ROLE_ORDER = {"teacher": 0, "student": 1}
+FORMAT_ORDER = {"pytorch": 0, "onnx": 1, "openvino": 2, "tflite": 3}
+PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-dynamic": 2, "int8-static": 3}
+
+
+def _read(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise EdgekdError(f"cannot read {path}: {exc}") from None
+
+
+def entries_of(data: Any, path: Path) -> list[dict[str, Any]]:
+    """The entries of a bench file: one entry, or a report-shaped document (`bench --out`)."""
+    if isinstance(data, dict) and data.get("schema") == SCHEMA and isinstance(data.get("entries"), list):
+        return list(data["entries"])
+    if isinstance(data, dict) and "name" in data and "latency_ms" in data:
+        return [data]
+    raise EdgekdError(f"{path} is neither a bench entry nor an {SCHEMA} document")
+
+
+def _recipe(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "recipe.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise EdgekdError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _exports(run_dir: Path) -> dict[str, dict[str, Any]]:
+    exports = {}
+    for path in sorted((run_dir / "exports").glob("*/export.json")):
+        data = _read(path)
+        if isinstance(data, dict):
+            exports[data.get("name") or path.parent.name] = data
+    return exports
+
+
+def _failed_export_entry(export: dict[str, Any]) -> dict[str, Any]:
+    """An entry for an export that failed: it carries the error and no numbers."""
+    return {"name": export.get("name"), "role": export.get("role"), "format": export.get("format"),
+            "precision": export.get("precision"), "target": None, "threads": None,
+            "batch_size": export.get("batch_size"), "seq_len": export.get("seq_len"),
+            "status": "failed", "error": export.get("error") or "export failed",
+            "accuracy": None, "parity": export.get("parity"), "size_bytes": export.get("size_bytes"),
+            "latency_ms": None, "samples_ms": [], "peak_memory_mb": None, "energy_j": None,
+            "energy_method": "none"}
+
+
+def _sort_key(entry: dict[str, Any]) -> tuple:
+    return (ROLE_ORDER.get(entry.get("role"), 2), FORMAT_ORDER.get(entry.get("format"), 9),
+            PRECISION_ORDER.get(entry.get("precision"), 9), str(entry.get("target")),
+            entry.get("threads") or 0, entry.get("batch_size") or 0, str(entry.get("name")))
+
+
+def build_report(run_dir: Path) -> dict[str, Any]:
+    """Collect a run folder's bench results into an `edgekd.report/1` document (not written)."""
+    from edgekd.benchmarks import environment
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EdgekdError(f"run folder not found: {run_dir}")
+    entries: list[dict[str, Any]] = []
+    for path in sorted((run_dir / "bench").glob("*/*.json")):
+        if not path.name.startswith("."):  # temporary files of an interrupted write
+            entries += entries_of(_read(path), path)
+    exports = _exports(run_dir)
+    metrics = {role: _read(run_dir / role / "metrics.json") for role in ("teacher", "student")
+               if (run_dir / role / "metrics.json").is_file()}
+    for entry in entries:
+        export = exports.get(entry.get("name"))
+        if entry.get("format") == "pytorch" and entry.get("role") in metrics:
+            source = metrics[entry["role"]]
+        else:
+            source = export or {}
+        if entry.get("accuracy") is None and source.get("accuracy") is not None:
+            entry["accuracy"] = source["accuracy"]
+        if entry.get("parity") is None and export and export.get("parity") is not None:
+            entry["parity"] = export["parity"]
+        if not entry.get("size_bytes") and export and export.get("size_bytes"):
+            entry["size_bytes"] = export["size_bytes"]
+    benched = {e.get("name") for e in entries}
+    entries += [_failed_export_entry(x) for x in exports.values()
+                if x.get("status") == "failed" and x.get("name") not in benched]
+    if not entries:
+        raise EdgekdError(f"nothing to report in {run_dir}: no bench results under "
+                          f"{run_dir / 'bench'} and no failed exports")
+    entries.sort(key=_sort_key)
+    recipe = _recipe(run_dir)
+    env = environment.collect()
+    env["bench"] = recipe.get("bench")
+    return {"schema": SCHEMA, "run": recipe.get("name") or run_dir.name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "environment": env, "entries": entries}
+
+
+def _targets(report: dict[str, Any]) -> set:
+    from edgekd.benchmarks.report_rows import is_ok
+
+    return {e.get("target") for e in report.get("entries", []) if is_ok(e)}
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> None:
+    """Write report.json, report.md and report.html into `run_dir` (each atomically). A run
+    measured on several targets also gets the hardware comparison section."""
+    from edgekd.benchmarks.hardware import compare_targets
+    from edgekd.benchmarks.report_html import render_html
+    from edgekd.benchmarks.report_md import render_markdown
+
+    run_dir = Path(run_dir)
+    hardware = compare_targets([report]) if len(_targets(report)) > 1 else None
+    # The views first, report.json last: report.json is what marks the report as complete.
+    write_text_atomic(run_dir / "report.md", render_markdown(report, hardware))
+    write_text_atomic(run_dir / "report.html", render_html(report, hardware))
+    write_json_atomic(run_dir / "report.json", report)
+
+
+def write_comparison(out_dir: Path, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the hardware comparison of several reports: comparison.json / .md / .html."""
+    from edgekd.benchmarks.hardware import compare_targets
+    from edgekd.benchmarks.report_html import render_hardware_html
+    from edgekd.benchmarks.report_md import hardware_markdown
+
+    hardware = compare_targets(reports)
+    if len(hardware["targets"]) < 2:
+        raise EdgekdError("nothing to compare: every run was measured on the same target "
+                          f"({', '.join(hardware['targets']) or 'none'})")
+    out_dir = Path(out_dir)
+    runs = ", ".join(str(r) for r in hardware["runs"])
+    write_text_atomic(out_dir / "comparison.md",
+                      f"# edgekd hardware comparison: {runs}\n\n{hardware_markdown(hardware)}\n")
+    write_text_atomic(out_dir / "comparison.html", render_hardware_html(hardware))
+    write_json_atomic(out_dir / "comparison.json", hardware)
+    return hardware
+
+
+def report_command(args) -> int:
+    """`edgekd report RUN_DIR... [--out DIR]`: rebuild each run's report; with several runs (or
+    several targets and --out) also write the hardware comparison."""
+    from rich.console import Console
+
+    from edgekd.benchmarks.summary import summary_table
+
+    console = Console()
+    reports = []
+    for run_dir in args.run_dirs:
+        report = build_report(Path(run_dir))
+        write_report(Path(run_dir), report)
+        reports.append(report)
+        console.print(summary_table(report))
+        console.print(f"report: {Path(run_dir) / 'report.html'}")
+    if len(reports) > 1 or args.out:
+        out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "hardware-comparison"
+        hardware = write_comparison(out, reports)
+        console.print(f"hardware comparison of {', '.join(hardware['targets'])}: {out / 'comparison.html'}")
+    return 0
