@@ -43,11 +43,11 @@ def _svg_open(width: int, height: int, label: str, cls: str) -> str:
             f'height="{height}" viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" {FONT}>')
 
 
-def scatter(points: list[dict], front: list[int], title: str, width: int = 760,
+def scatter(points: list[dict], front: list[int], title: str, width: int = 820,
             height: int = 420) -> str:
     """Accuracy (%, y) against p50 latency (ms, x), one dot per artifact. `points` hold x, y,
     label, fmt and teacher (bool); `front` indexes the Pareto-optimal points, joined by a line."""
-    left, right, top, bottom = 60, 170, 30, 50
+    left, right, top, bottom = 60, 150, 30, 50
     xs, ys = [p["x"] for p in points], [p["y"] for p in points]
     log_x = min(xs) > 0 and max(xs) / min(xs) > 20  # wide latency ranges read better on a log axis
     tx = (lambda v: math.log10(v)) if log_x else (lambda v: v)
@@ -86,7 +86,9 @@ def scatter(points: list[dict], front: list[int], title: str, width: int = 760,
         path = " ".join(f"{px(points[i]['x']):.1f},{py(points[i]['y']):.1f}" for i in front)
         out.append(f'<polyline class="pareto" points="{path}" fill="none" stroke="#16a34a" '
                    f'stroke-width="2" stroke-dasharray="6 4"><title>Pareto frontier</title></polyline>')
-    for i, p in enumerate(points):
+    placed: list[tuple[float, float, float]] = []   # (x0, x1, baseline y) of labels drawn
+    for i in sorted(range(len(points)), key=lambda k: (not points[k].get("teacher"), -points[k]["y"])):
+        p = points[i]
         x, y = px(p["x"]), py(p["y"])
         tip = escape(f"{p['label']}: {p['y']:.2f}% at {p['x']:.3g} ms")
         cls = "point teacher" if p.get("teacher") else "point"
@@ -96,12 +98,29 @@ def scatter(points: list[dict], front: list[int], title: str, width: int = 760,
         ring = ' stroke="#111827" stroke-width="2.5"' if p.get("teacher") else ' stroke="#fff"'
         out.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{radius}" '
                    f'fill="{color_for(p.get("fmt"))}"{ring}><title>{tip}</title></circle>')
-        name = ("★ teacher: " if p.get("teacher") else "") + p["label"]
-        out.append(f'<text x="{x + 10:.1f}" y="{y + 4:.1f}" font-size="11"'
-                   f'{BOLD if p.get("teacher") else ""}>{escape(name)}</text>')
+        name = p["label"] + (" ★ teacher" if p.get("teacher") else "")
+        lx, ly, anchor = _place_label(x, y + 4, len(name) * 6.3, left + pw, placed)
+        out.append(f'<text class="point-label" x="{lx:.1f}" y="{ly:.1f}" font-size="11" '
+                   f'text-anchor="{anchor}"{BOLD if p.get("teacher") else ""}>{escape(name)}</text>')
     out.append(_legend_formats(width - right + 20, top, {p.get("fmt") for p in points}))
     out.append("</svg>")
     return "".join(out)
+
+
+def _place_label(x: float, y: float, width: float, right_edge: float,
+                 placed: list[tuple[float, float, float]]) -> tuple[float, float, str]:
+    """Put a point's label right of it (left of it near the right edge), moved up or down in
+    13 px steps until it overlaps no label already placed; records the label in `placed`."""
+    if x + 10 + width > right_edge:
+        x0, x1, lx, anchor = x - 10 - width, x - 10, x - 10, "end"
+    else:
+        x0, x1, lx, anchor = x + 10, x + 10 + width, x + 10, "start"
+    for shift in (0, 13, -13, 26, -26, 39, -39, 52, -52):
+        ly = y + shift
+        if not any(a < x1 and x0 < b and abs(ly - yb) < 12 for a, b, yb in placed):
+            break
+    placed.append((x0, x1, ly))
+    return lx, ly, anchor
 
 
 def _legend_formats(x: int, y: int, formats: set) -> str:
@@ -161,7 +180,10 @@ def whiskers(rows: list[dict], title: str, width: int = 760) -> str:
 def bars(rows: list[dict], title: str, unit: str, width: int = 370) -> str:
     """Horizontal bars; `rows` hold label, value, text (shown at the bar's end), teacher and
     estimate (bool: drawn hatched and pale, text already says "estimate")."""
-    left, right, top, row_h = 150, 110, 34, 24
+    left = 16 + int(6.6 * max(len(r["label"]) for r in rows))
+    right = 12 + int(6.2 * max(len(r["text"]) for r in rows))
+    width = max(width, left + right + 120)
+    top, row_h = 34, 24
     height = top + row_h * len(rows) + 34
     hi = max(r["value"] for r in rows) or 1.0
     pw = width - left - right
@@ -175,7 +197,7 @@ def bars(rows: list[dict], title: str, unit: str, width: int = 370) -> str:
         w = r["value"] / hi * pw
         fill = "url(#hatch)" if r.get("estimate") else "#111827" if r.get("teacher") else "#34d399"
         cls = "bar" + (" teacher" if r.get("teacher") else "") + (" estimate" if r.get("estimate") else "")
-        label = r["label"] if len(r["label"]) <= 22 else r["label"][:21] + "…"
+        label = r["label"]
         out.append(f'<text x="{left - 6}" y="{y + 15}" text-anchor="end">{escape(label)}</text>'
                    f'<rect class="{cls}" x="{left}" y="{y + 3}" width="{max(w, 1):.1f}" height="16" '
                    f'fill="{fill}"><title>{escape(r["label"] + ": " + r["text"])}</title></rect>'

@@ -21,11 +21,12 @@ CSS = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1240px;color:#111827;padding:0 16px}
 h1{font-size:1.5em}h2{margin-top:1.8em;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
 table{border-collapse:collapse;margin:12px 0;font-size:13px}
-th,td{border:1px solid #e5e7eb;padding:4px 8px;text-align:right}th{background:#f3f4f6}
+th,td{border:1px solid #e5e7eb;padding:4px 8px;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}th{background:#f3f4f6}
 td:first-child,th:first-child{text-align:left}tr.teacher td{font-weight:700;background:#f9fafb}
 .estimate{color:#92400e;background:#fef3c7;border-radius:3px;padding:0 3px;font-style:italic}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{border:1px solid #e5e7eb;border-radius:6px;background:#fff}
-.note{color:#4b5563;font-size:13px}.failed td{color:#991b1b}
+.note{color:#4b5563;font-size:13px}.failed td{color:#991b1b;text-align:left;white-space:normal}
 """
 
 # Counts uncaught errors; the test reads data-errors and data-ready from the dumped DOM.
@@ -51,7 +52,8 @@ def html_table(header, rows: list[list[str]], row_classes: list[str] | None = No
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(f'<tr class="{c}">' + "".join(td(v) for v in row) + "</tr>"
                    for row, c in zip(rows, row_classes))
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{body}</tbody></table></div>')
 
 
 def setting_section(rows: list[dict[str, Any]]) -> str:
@@ -88,7 +90,7 @@ def setting_section(rows: list[dict[str, Any]]) -> str:
         out.append(plots.bars([{"label": e["name"], "value": e["energy_j"], "text": fmt_energy(e),
                                 "teacher": e.get("role") == "teacher", "estimate": is_estimate(e)}
                                for e in energy], "Energy per inference",
-                              "joules; hatched = estimate, not measured", width=480))
+                              "joules; hatched = estimate, not measured"))
     out.append("</div>")
     return "".join(out)
 

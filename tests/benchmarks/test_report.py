@@ -196,3 +196,40 @@ def test_single_run_with_two_targets_gets_hardware_section(tmp_path):
     md = (run / "report.md").read_text()
     assert "## Hardware comparison" in md and "ssh://pi@127.0.0.1:22 vs local" in md
     assert md.count("## local, 1 thread") == 1
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
+                    "(run `make system-deps`)")
+def test_html_report_loads_cleanly_in_headless_chromium(tmp_path, capsys):
+    import re
+    import subprocess
+
+    run = make_run(tmp_path / "run", targets=("local", "rpi4"))
+    reporting.write_report(run, reporting.build_report(run))
+    url = (run / "report.html").resolve().as_uri()
+    dom = subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile1'}",
+                          "--enable-logging=stderr", "--v=0", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    # The page's own script ran after load and counted no uncaught error.
+    assert 'data-ready="1"' in body and 'data-errors="0"' in body, body
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    # 2 settings x (scatter, latency, size, memory, energy) + the hardware comparison plot.
+    assert 'data-plots="11"' in body
+    assert dom.stdout.count('<table class="main">') == 2 and 'class="hardware"' in dom.stdout
+    assert dom.stdout.count('class="pareto"') == 2 and "★ teacher" in dom.stdout
+    shot = tmp_path / "report.png"
+    subprocess.run([str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}",
+                    f"--screenshot={shot}", "--window-size=1280,2000", url],
+                   capture_output=True, text=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    with capsys.disabled():
+        print(f"\nreport screenshot: {shot}")
