@@ -72,9 +72,13 @@ def git_commit(folder: Path) -> str | None:
     """The commit checked out in the git work tree holding `folder`; None when it is not a
     checkout (an installed wheel) or git is absent. A "-dirty" suffix marks local changes."""
     try:
+        # The folder must be *tracked* by the repository: a wheel installed into a venv that
+        # happens to sit inside some checkout must not report that checkout's commit.
+        tracked = subprocess.run(["git", "-C", str(folder), "ls-files", "--error-unmatch", "."],
+                                 capture_output=True, text=True, timeout=5)
         head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
                               text=True, timeout=5)
-        if head.returncode != 0:
+        if tracked.returncode != 0 or head.returncode != 0:
             return None
         commit = head.stdout.strip()
         # Only files of the package's own folder count: a dirty run folder is not a dirty build.

@@ -44,6 +44,21 @@ def test_git_commit_of_checkout_and_of_a_plain_folder(tmp_path):
     else:
         assert commit is None
     assert environment.git_commit(tmp_path) is None        # not a checkout -> null
+    # A folder inside a checkout that git does not track (a venv's site-packages) -> null too.
+    repo = tmp_path / "repo"
+    (repo / "tracked").mkdir(parents=True)
+    (repo / "untracked").mkdir()
+    (repo / "tracked" / "a.py").write_text("x = 1\n")
+    (repo / "untracked" / "b.py").write_text("y = 2\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "tracked"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert environment.git_commit(repo / "tracked") == head
+    assert environment.git_commit(repo / "untracked") is None
+    (repo / "tracked" / "a.py").write_text("x = 3\n")
+    assert environment.git_commit(repo / "tracked") == head + "-dirty"
 
 
 def test_collect_imports_nothing_heavy():
