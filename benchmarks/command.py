@@ -1,0 +1,60 @@
+"""`edgekd bench ARTIFACT... --target T --out FILE.json`: benchmark artifacts on one target.
+
+Every artifact is checked before the first measurement, so a typo fails in a second, not after
+an hour. The result file is written once, atomically, after every entry succeeded: a failure
+leaves no file that could pass for a complete result.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekd.errors import EdgekdError
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """Handler of `edgekd bench`."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from edgekd.benchmarks.bench import bench_artifact, bench_document, resolve_artifact
+    from edgekd.files import write_json_atomic
+    from edgekd.targets.profiles import get_target
+
+    if args.threads < 1 or args.batch_size < 1 or args.min_iterations < 1 or args.warmup < 0 \
+            or args.min_time < 0 or (args.seq_len is not None and args.seq_len < 1):
+        raise EdgekdError("--threads, --batch-size, --min-iterations, --seq-len must be >= 1; "
+                          "--warmup and --min-time >= 0")
+    if not args.out.endswith(".json"):
+        raise EdgekdError(f"--out must name a .json file, got {args.out}")
+    artifacts = [resolve_artifact(a) for a in args.artifacts]
+    target = get_target(args.target)
+    console = Console(stderr=True)
+    entries = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task(f"bench on {target.name}", total=len(artifacts))
+        for art in artifacts:
+            progress.update(task, description=f"{art.name} on {target.name} ({args.threads} thr)")
+            entry = bench_artifact(art.path if art.export is None else art.path.parent, target,
+                                   threads=args.threads, batch_size=args.batch_size,
+                                   seq_len=args.seq_len, warmup=args.warmup,
+                                   min_iterations=args.min_iterations, min_time_s=args.min_time,
+                                   energy=args.energy)
+            entries.append(entry)
+            lat = entry["latency_ms"]
+            progress.console.print(escape(f"  {entry['name']}: p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms "
+                                   f"(n={lat['n']}), peak {entry['peak_memory_mb']:.0f} MB, "
+                                   f"energy {_energy(entry)}"))
+            progress.advance(task)
+    write_json_atomic(args.out, bench_document(entries))
+    console.print(f"wrote {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} to {args.out}")
+    return 0
+
+
+def _energy(entry: dict) -> str:
+    if entry["energy_j"] is None:
+        return "n/a"
+    return f"{entry['energy_j'] * 1000:.3f} mJ/inference [{entry['energy_method']}]"

@@ -1,0 +1,146 @@
+"""The `ssh://user@host:port` target: run the runner on another machine over OpenSSH.
+
+One run: make a fresh remote temp folder (`mktemp -d`), stream the runner, the artifact and its
+inputs into it as a tar archive over the same SSH channel, start the runner with the target's
+Python (a device virtualenv, say), read its JSON from stdout, and remove the folder -- also after
+a failure or a time-out. Host keys are checked against known_hosts unless the profile says
+`ssh: {check_host_key: false}`; BatchMode means a missing key fails instead of prompting. Every
+remote path and argument is quoted with `shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import subprocess
+import tarfile
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+from edgekd.targets.base import CHECK_SCRIPT, Target, parse_runner_output, runner_argv, runner_files
+from edgekd.targets.profiles import SshOptions
+
+URL = re.compile(r"^ssh://(?:(?P<user>[^@/:]+)@)?(?P<host>\[[^\]]+\]|[^@/:]+)(?::(?P<port>\d+))?/?$")
+
+
+def artifact_files(artifact: Path) -> list[tuple[Path, str]]:
+    """(local path, name in the archive) of everything the artifact needs: an IR's .bin, an ONNX
+    file's external-data files, or a whole model folder."""
+    artifact = Path(artifact)
+    if artifact.is_dir():
+        return [(p, f"artifact/{artifact.name}/{p.relative_to(artifact)}")
+                for p in sorted(artifact.rglob("*")) if p.is_file()]
+    extra = [artifact.with_suffix(".bin")] if artifact.suffix == ".xml" else \
+        [p for p in artifact.parent.glob(artifact.name + "*") if p != artifact]
+    return [(p, f"artifact/{p.name}") for p in [artifact, *extra] if p.is_file()]
+
+
+def remote_python(python: str) -> str:
+    """The Python command for the remote shell, quoted; a leading `~/` still means $HOME."""
+    if python.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(python[2:])
+    return shlex.quote(python)
+
+
+class SshTarget(Target):
+    kind = "ssh"
+
+    def __init__(self, url: str, profile=None):
+        match = URL.match(url)
+        if not match:
+            raise EdgekdError(f"bad SSH target {url!r}: expected ssh://user@host:port")
+        super().__init__(profile.name if profile else url, profile)
+        self.url = url
+        self.user, self.host = match["user"], match["host"].strip("[]")
+        self.port = int(match["port"] or 22)
+        self.options = profile.ssh if profile else SshOptions()
+        self.python = profile.python if profile and profile.python else "python3"
+
+    def ssh_argv(self) -> list[str]:
+        """`ssh` with this target's options and destination (the remote command is appended)."""
+        o = self.options
+        argv = ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+                "-o", f"ConnectTimeout={int(max(1, o.connect_timeout_s))}",
+                "-o", "ServerAliveInterval=15"]
+        if o.check_host_key:
+            argv += ["-o", "StrictHostKeyChecking=yes"]
+            if o.known_hosts:
+                argv += ["-o", f"UserKnownHostsFile={Path(o.known_hosts).expanduser()}"]
+        else:
+            argv += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+        if o.identity_file:
+            argv += ["-i", str(Path(o.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
+        return argv + [f"{self.user}@{self.host}" if self.user else self.host]
+
+    def _ssh(self, command: str, timeout_s: float, what: str, stdin: bytes | None = None
+             ) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run(self.ssh_argv() + [command], input=stdin, capture_output=True,
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise EdgekdError(f"target {self.name}: {what} timed out after {timeout_s:g} s") from None
+        except FileNotFoundError:
+            raise EdgekdError("the `ssh` program is not installed (apt-get install openssh-client)") from None
+        out = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
+                                          proc.stderr.decode(errors="replace"))
+        if out.returncode == 255:  # ssh's own failure: unreachable, refused, host key, auth
+            last = (out.stderr.strip().splitlines() or ["connection failed"])[-1]
+            raise EdgekdError(f"target {self.name}: cannot reach {self.url}: {last}")
+        return out
+
+    def _make_dir(self, timeout_s: float) -> str:
+        proc = self._ssh('mktemp -d "${TMPDIR:-/tmp}/edgekd-XXXXXXXX"', timeout_s, "creating a temp folder")
+        folder = proc.stdout.strip()
+        if proc.returncode != 0 or not folder.startswith("/"):
+            raise EdgekdError(f"target {self.name}: cannot create a remote temp folder: "
+                              f"{proc.stderr.strip() or proc.stdout.strip()}")
+        return folder
+
+    def _remove_dir(self, folder: str) -> None:
+        try:
+            self._ssh(f"rm -rf -- {shlex.quote(folder)}", 30, "removing the temp folder")
+        except EdgekdError:
+            pass  # best effort: the run's own error (if any) is the one to report
+
+    def run_runner(self, artifact: Path, inputs: Path, options: dict, timeout_s: float) -> dict:
+        """Copy runner + artifact + inputs to a fresh remote folder, run, read JSON, clean up."""
+        artifact = Path(artifact)
+        files = [(p, p.name) for p in runner_files()] + artifact_files(artifact)
+        files.append((Path(inputs), "inputs.npz"))
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            for path, name in files:
+                tar.add(str(path), arcname=name, recursive=False)
+        remote_model = f"artifact/{artifact.name}"
+        folder = self._make_dir(min(timeout_s, 60))
+        try:
+            argv = " ".join(shlex.quote(a) for a in runner_argv(remote_model, "inputs.npz", options))
+            q = shlex.quote(folder)
+            command = (f"tar -x -f - -C {q} && cd {q} && "
+                       f"{remote_python(self.python)} runner.py {argv}")
+            what = f"runner on {artifact.name}"
+            proc = self._ssh(command, timeout_s, what, stdin=archive.getvalue())
+            if proc.returncode == 127:
+                raise EdgekdError(f"target {self.name}: Python {self.python!r} not found there "
+                                  "(set `python:` in the target profile)")
+            result = parse_runner_output(self.name, proc, what)
+        finally:
+            self._remove_dir(folder)
+        result["remote_dir"] = folder
+        return result
+
+    def python_info(self, timeout_s: float = 30) -> dict:
+        """Python version and installed runtimes of the remote Python."""
+        proc = self._ssh(f"{remote_python(self.python)} -", timeout_s, "python check",
+                         stdin=CHECK_SCRIPT.encode())
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            raise EdgekdError(f"target {self.name}: Python {self.python!r} failed there: {last}")
+        return json.loads(proc.stdout)
+
+
+def make_target(spec: str, profile=None) -> SshTarget:
+    """An SSH target for `ssh://user@host:port` (a profile adds python, keys, power, threads)."""
+    return SshTarget(spec, profile)
