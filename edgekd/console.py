@@ -1,0 +1,23 @@
+"""Terminal output: one rich console and the small summary tables of the stages."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+
+
+def distill_table(teacher: dict, student: dict) -> Table:
+    """Teacher vs student: accuracy, macro-F1, retention %, parameters."""
+    table = Table(title="Distillation result (test split)")
+    for column in ("model", "accuracy", "macro-F1", "retention", "parameters", "train time"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    retention = student["accuracy"] / teacher["accuracy"] if teacher["accuracy"] else float("nan")
+    table.add_row("teacher", f"{teacher['accuracy']:.4f}", f"{teacher['macro_f1']:.4f}", "100.0%",
+                  f"{teacher['parameters'] / 1e6:.2f}M", f"{teacher.get('train_time_s', 0):.0f}s")
+    table.add_row("student", f"{student['accuracy']:.4f}", f"{student['macro_f1']:.4f}",
+                  f"{retention:.1%}", f"{student['parameters'] / 1e6:.2f}M "
+                  f"({teacher['parameters'] / student['parameters']:.1f}x fewer)",
+                  f"{student.get('train_time_s', 0):.0f}s")
+    return table

@@ -1,0 +1,157 @@
+"""Loading the teacher and building the student (Hugging Face sequence classifiers).
+
+The student can be (a) a copy of the teacher's embeddings and a chosen subset of its layers
+(DistilBERT-style initialisation, Sanh et al. 2019), (b) a fresh random model from the teacher's
+config with overrides, or (c) an existing model.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+from edgekd.recipe import StudentConfig, resolve_path
+
+
+def check_model_source(value: str, what: str) -> str:
+    """Resolve `value` (folder, `package:` path or hub id) and fail early on a missing folder."""
+    resolved = resolve_path(value)
+    looks_local = (os.sep in resolved or resolved.startswith(".")) and not _is_hub_id(resolved)
+    if looks_local or Path(resolved).exists():
+        folder = Path(resolved)
+        if not folder.is_dir():
+            raise EdgekdError(f"{what} model folder not found: {resolved}")
+        if not (folder / "config.json").is_file():
+            raise EdgekdError(f"{what} folder {resolved} is not a Hugging Face model (no config.json)")
+    return resolved
+
+
+def _is_hub_id(value: str) -> bool:
+    # "org/name" with no leading slash or dot and nothing on disk: a Hugging Face id
+    parts = value.split("/")
+    return len(parts) == 2 and all(parts) and not Path(value).exists() and not value.startswith("/")
+
+
+def load_config(source: str):
+    """The model's config (cheap: no weights), with a clear error when it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise EdgekdError(f"cannot load model config from '{source}': {_first_line(exc)}") from None
+
+
+def load_classifier(source: str, labels: list[str], what: str = "model",
+                    attn_implementation: str | None = None):
+    """`AutoModelForSequenceClassification` from a folder or id, with the task's label names.
+
+    A model whose head has another number of labels (or none, like a sentence encoder) gets a
+    fresh head of the right size; the encoder weights are kept.
+    """
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    id2label = dict(enumerate(labels))
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=id2label,
+            label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
+            **({"attn_implementation": attn_implementation} if attn_implementation else {}))
+    except (OSError, ValueError, KeyError) as exc:
+        raise EdgekdError(f"cannot load {what} from '{source}': {_first_line(exc)}") from None
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_tokenizer(source: str):
+    """The tokenizer saved with a model (folder or id)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise EdgekdError(f"cannot load the tokenizer of '{source}': {_first_line(exc)}") from None
+
+
+def encoder_layers_path(model) -> str:
+    """Dotted path of the encoder's layer list (e.g. `bert.encoder.layer`), found by shape:
+    the ModuleList whose length is the config's layer count."""
+    import torch.nn as nn
+
+    count = model.config.num_hidden_layers
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == count and name:
+            return name
+    raise EdgekdError(f"cannot find the encoder layers of a {type(model).__name__}")
+
+
+def check_student_config(cfg: StudentConfig, teacher_config) -> None:
+    """Reject layer indices out of range before any work starts."""
+    if cfg.from_teacher is not None:
+        n = teacher_config.num_hidden_layers
+        bad = [i for i in cfg.from_teacher.layers if i >= n]
+        if bad:
+            raise EdgekdError(f"student.from_teacher.layers: layer {bad[0]} is out of range "
+                              f"(the teacher has {n} layers: 0..{n - 1})")
+    if cfg.config is not None:
+        unknown = [k for k in cfg.config if not hasattr(teacher_config, k)]
+        if unknown:
+            raise EdgekdError(f"student.config.{unknown[0]} is not a field of the teacher's "
+                              f"{type(teacher_config).__name__}")
+
+
+def build_student(cfg: StudentConfig, teacher, labels: list[str]):
+    """Build the student model for `cfg` from the (fine-tuned) teacher."""
+    import torch
+
+    if cfg.model is not None:
+        return load_classifier(check_model_source(cfg.model, "student"), labels, "student")
+    config = copy.deepcopy(teacher.config)
+    if cfg.config is not None:
+        for key, value in cfg.config.items():
+            setattr(config, key, value)
+        model_cls = type(teacher)
+        torch.manual_seed(0)
+        return model_cls(config)
+    layers = cfg.from_teacher.layers
+    config.num_hidden_layers = len(layers)
+    student = type(teacher)(config)
+    copy_teacher_weights(teacher, student, layers)
+    return student
+
+
+def copy_teacher_weights(teacher, student, layers: list[int]) -> None:
+    """Copy every teacher weight into the student, mapping student layer i to teacher layer
+    `layers[i]`; embeddings, pooler and classifier are copied as they are."""
+    path = encoder_layers_path(teacher)
+    prefix = path + "."
+    teacher_state = teacher.state_dict()
+    new_state = {}
+    for key in student.state_dict():
+        if key.startswith(prefix):
+            index, _, rest = key[len(prefix):].partition(".")
+            source = f"{prefix}{layers[int(index)]}.{rest}"
+        else:
+            source = key
+        new_state[key] = teacher_state[source].clone()
+    student.load_state_dict(new_state)
+
+
+def count_parameters(model) -> int:
+    """Number of parameters (shared tensors counted once)."""
+    seen, total = set(), 0
+    for param in model.parameters():
+        if id(param) not in seen:
+            seen.add(id(param))
+            total += param.numel()
+    return total
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

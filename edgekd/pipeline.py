@@ -1,0 +1,87 @@
+"""The stages in order, over one run folder: distill -> export -> verify -> bench -> report.
+
+Every stage reads and writes files in the run folder and skips work whose output is complete,
+so `edgekd run` can be rerun after an interruption and resumes where it stopped. All user input
+is checked before the run folder is created or touched.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+from edgekd.files import read_json
+from edgekd.recipe import Recipe, load_recipe, save_recipe
+
+# Sections whose change makes finished distillation results stale.
+DISTILL_SECTIONS = ("task", "data", "teacher", "student", "distill")
+
+
+@dataclass
+class Prepared:
+    recipe: Recipe
+    run_dir: Path
+    data: object
+    teacher_source: str
+    timings: dict = field(default_factory=dict)
+
+
+def prepare(args) -> Prepared:
+    """Load and check everything the run needs, then create the run folder and save the recipe."""
+    from edgekd.data import load_task_data
+    from edgekd.models import check_model_source, check_student_config, load_config
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
+    data = load_task_data(recipe.data)
+    teacher_source = check_model_source(recipe.teacher.model, "teacher")
+    check_student_config(recipe.student, load_config(teacher_source))
+    check_run_folder(run_dir, recipe)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    return Prepared(recipe, run_dir, data, teacher_source)
+
+
+def check_run_folder(run_dir: Path, recipe: Recipe) -> None:
+    """Refuse to resume into a folder whose finished results came from a different recipe."""
+    import yaml
+
+    saved = run_dir / "recipe.yaml"
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text()) or {}
+    new = recipe.to_dict()
+    changed = [k for k in DISTILL_SECTIONS if old.get(k) != new.get(k)]
+    if changed and ((run_dir / "teacher").exists() or (run_dir / "student").exists()):
+        raise EdgekdError(f"{run_dir} holds results of a recipe with a different '{changed[0]}' "
+                          "section; choose another --out or delete the folder")
+
+
+def distill_command(args) -> int:
+    """`edgekd distill`: the distillation stage alone, with its summary table."""
+    from edgekd.console import console, distill_table
+
+    prepared = prepare(args)
+    console.rule(f"[bold]edgekd distill[/] {prepared.recipe.name} -> {prepared.run_dir}")
+    console.print(f"data: {prepared.data.summary()}")
+    result = distill_stage(prepared)
+    console.print(distill_table(result.teacher_metrics, result.student_metrics))
+    return 0
+
+
+def distill_stage(prepared: Prepared):
+    """Run (or skip, when complete) the distillation stage; records its time."""
+    from edgekd.console import console
+    from edgekd.distillation.stage import run_distill
+
+    start = time.perf_counter()
+    result = run_distill(prepared.recipe, prepared.data, prepared.run_dir, prepared.teacher_source,
+                         log=lambda msg: console.print(f"[cyan]distill[/] {msg}"))
+    prepared.timings["distill"] = time.perf_counter() - start
+    return result
+
+
+def load_metrics(run_dir: Path, role: str) -> dict:
+    return read_json(Path(run_dir) / role / "metrics.json")

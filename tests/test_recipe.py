@@ -1,0 +1,74 @@
+"""The recipe: typed, validated, overridable; errors name the key."""
+
+import pytest
+
+from edgekd.errors import EdgekdError
+from edgekd.recipe import builtin_recipe_path, load_recipe, save_recipe
+
+MINIMAL = """\
+name: t
+data: {path: data}
+teacher: {model: m}
+student: {from_teacher: {layers: [0]}}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_builtin_default_loads_with_its_sections():
+    recipe = load_recipe(builtin_recipe_path())
+    assert recipe.name == "bbc-news"
+    assert recipe.student.from_teacher.layers == [0, 5]
+    assert recipe.export.formats == ["onnx", "openvino", "tflite"]
+    assert recipe.bench.threads == [1]
+
+
+def test_defaults_fill_missing_sections(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL))
+    assert recipe.distill.temperature == 4.0 and recipe.distill.alpha == 0.7
+    assert recipe.data.split.test == 0.2
+    assert recipe.teacher.fine_tune is None
+    assert recipe.seq_len == 128
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL), ["distill.epochs=1", "bench.threads=[1, 2]",
+                                                    "teacher.fine_tune.epochs=3", "data.unlabeled=extra.txt"])
+    assert recipe.distill.epochs == 1.0
+    assert recipe.bench.threads == [1, 2]
+    assert recipe.teacher.fine_tune.epochs == 3
+    assert recipe.data.unlabeled == "extra.txt"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("distill.temprature=2", "unknown recipe key 'distill.temprature'"),
+    ("distill.epochs=many", "recipe key 'distill.epochs' must be float"),
+    ("bench.threads=[one]", "bench.threads[0]"),
+    ("export.formats=[onnx, coreml]", "export.formats[1]"),
+    ("distill.alpha=1.5", "alpha must be in [0, 1]"),
+    ("student.config={num_hidden_layers: 2}", "exactly one of student.from_teacher"),
+    ("data=3", "recipe key 'data' must be a mapping"),
+])
+def test_bad_keys_and_types_name_the_key(tmp_path, override, message):
+    with pytest.raises(EdgekdError) as info:
+        load_recipe(write(tmp_path, MINIMAL), [override])
+    assert message in str(info.value)
+
+
+def test_missing_required_key_and_bad_yaml(tmp_path):
+    with pytest.raises(EdgekdError, match="'teacher' is required"):
+        load_recipe(write(tmp_path, "name: t\ndata: {path: x}\nstudent: {model: m}\n"))
+    with pytest.raises(EdgekdError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "name: [unclosed\n"))
+    with pytest.raises(EdgekdError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_saved_recipe_round_trips(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL), ["distill.seed=7"])
+    save_recipe(recipe, tmp_path / "out" / "recipe.yaml")
+    assert load_recipe(tmp_path / "out" / "recipe.yaml") == recipe
