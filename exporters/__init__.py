@@ -1,1 +1,162 @@
-"""Exporters: one module per format (`onnx.py`, `openvino.py`, `tflite.py`), found by name."""
+"""Exporters: one module per format (`onnx.py`, `openvino.py`, `tflite.py`), found by name.
+
+A format module defines `FORMAT` (its own module name), `PRECISIONS`, `RUNTIME_PACKAGE`,
+`runtime_missing()`, `export(model_dir, out_dir, precision, *, seq_len, calibration)` and
+`load(artifact, threads)`. Adding a format is adding a file: nothing here lists them.
+
+`export_artifact` is what the pipeline and `edgekd export` call: refuse what cannot work,
+export into a staging folder, verify against PyTorch, write export.json + inputs.npz, and move
+the folder into place atomically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from edgekd.errors import EdgekdError
+
+SCHEMA = "edgekd.export/1"
+EXPORT_FILE = "export.json"
+_NOT_FORMATS = {"verify", "command"}
+
+
+def available_formats() -> list[str]:
+    """Names of every format module in this package (helpers such as `tflite_quant` excluded:
+    a format module's `FORMAT` equals its module name)."""
+    names = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name in _NOT_FORMATS:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if getattr(module, "FORMAT", None) == info.name:
+            names.append(info.name)
+    return sorted(names)
+
+
+def get_exporter(fmt: str) -> ModuleType:
+    """The module for format `fmt`, or EdgekdError listing the known formats."""
+    if fmt in available_formats():
+        return importlib.import_module(f"{__name__}.{fmt}")
+    raise EdgekdError(f"unknown export format '{fmt}' (known: {', '.join(available_formats())})")
+
+
+def check_supported(fmt: str, precision: str, *, calibration: Any = None) -> ModuleType:
+    """Refuse up front what a format cannot do: unknown format, unsupported precision, missing
+    runtime, int8-static without calibration data. Returns the exporter module."""
+    exporter = get_exporter(fmt)
+    if precision not in exporter.PRECISIONS:
+        raise EdgekdError(f"{fmt} cannot export {precision} (supported: "
+                          f"{', '.join(exporter.PRECISIONS)})")
+    reason = exporter.runtime_missing()
+    if reason:
+        raise EdgekdError(f"{fmt} export is not available here: {reason}")
+    if precision == "int8-static" and not calibration:
+        raise EdgekdError(f"{fmt} int8-static needs calibration examples: pass --data "
+                          "(a recipe or data path) so real task examples can be used")
+    return exporter
+
+
+def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str, seq_len: int,
+                    eval_inputs: dict | None, eval_labels=None, calibration: dict | None = None,
+                    threads: int | None = None) -> dict:
+    """Export `model_dir` as `fmt`/`precision` into `out_dir`, verified; returns export.json's
+    contents. Status "failed" (folder kept for inspection) when the artifact does not run or
+    misses its parity threshold; EdgekdError when the export itself is impossible or fails."""
+    from edgekd.data import save_inputs
+    from edgekd.exporters import verify
+    from edgekd.files import replace_dir_atomic, staging_dir, write_json_atomic
+
+    exporter = check_supported(fmt, precision, calibration=calibration)
+    model_dir = verify.check_model_dir(model_dir)
+    out_dir = Path(out_dir)
+    name = f"{role}-{fmt}-{precision}"
+    done = completed_export(out_dir, model_dir, fmt, precision, seq_len)
+    if done is not None:
+        return done
+    reference = verify.load_reference(model_dir)
+    if eval_inputs is None:
+        eval_inputs, eval_labels = verify.generated_inputs(model_dir, seq_len), None
+
+    stage = staging_dir(out_dir)
+    started = time.perf_counter()
+    try:
+        info = exporter.export(model_dir, stage, precision, seq_len=seq_len,
+                               calibration=calibration)
+    except EdgekdError as exc:
+        _remove(stage)
+        message = str(exc)
+        raise EdgekdError(message if message.startswith(fmt) else f"{fmt}: {message}") from None
+    except BaseException:
+        _remove(stage)
+        raise
+    export_time = time.perf_counter() - started
+
+    record = {"schema": SCHEMA, "name": name, "role": role, "format": fmt,
+              "precision": precision, "artifact": info["artifact"],
+              "source_model": str(model_dir.resolve()), "status": "ok", "error": None,
+              "parity": None, "accuracy": None, "size_bytes": artifact_size(stage),
+              "export_time_s": round(export_time, 3), "seq_len": int(seq_len),
+              "batch_size": info.get("batch_size"), "input_names": list(info["input_names"]),
+              "tools": info.get("tools", {}), "settings": info.get("settings", {})}
+    ref_logits = verify.reference_logits(reference, eval_inputs)
+    try:
+        run = exporter.load(stage / info["artifact"], threads=threads)
+        got = verify.artifact_logits(run, eval_inputs, info.get("batch_size"))
+        record["parity"] = verify.parity(ref_logits, got, precision)
+        record["accuracy"] = verify.accuracy(got, eval_labels)
+        record["error"] = verify.parity_error(record["parity"])
+    except EdgekdError as exc:
+        record["error"] = f"{fmt} artifact does not run in its runtime: {exc}"
+    except Exception as exc:  # a runtime crash on a freshly exported artifact is a failed export
+        record["error"] = f"{fmt} artifact does not run in its runtime: {_first_line(exc)}"
+    if record["error"]:
+        record["status"] = "failed"
+    save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},
+                eval_labels)
+    write_json_atomic(stage / EXPORT_FILE, record)
+    replace_dir_atomic(stage, out_dir)
+    return record
+
+
+def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
+                     seq_len: int) -> dict | None:
+    """The existing export.json when `out_dir` already holds an ok export of the same source,
+    format, precision and sequence length (so a rerun skips it), else None."""
+    from edgekd.files import read_json
+
+    path = Path(out_dir) / EXPORT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return None
+    same = (record.get("status") == "ok" and record.get("format") == fmt
+            and record.get("precision") == precision and record.get("seq_len") == seq_len
+            and record.get("source_model") == str(Path(model_dir).resolve()))
+    if same and (Path(out_dir) / str(record.get("artifact"))).is_file():
+        return record
+    return None
+
+
+def artifact_size(folder: Path) -> int:
+    """Bytes on disk of everything the artifact consists of (e.g. OpenVINO .xml + .bin, ONNX
+    external data): every file in its folder except the verification records."""
+    return sum(p.stat().st_size for p in Path(folder).rglob("*")
+               if p.is_file() and p.name not in (EXPORT_FILE, "inputs.npz"))
+
+
+def _remove(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
