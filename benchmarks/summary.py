@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekd.benchmarks.report_rows import (
-    Entry, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, is_ok, latency, setting,
+    Entry, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting, is_ok, latency, setting,
     teacher_for)
 
 # A student artifact within this many accuracy points (fraction 0.01 = 1 point) of the best
@@ -81,7 +81,7 @@ def summary_table(report: dict[str, Any]):
 
     rows = summary_rows(report)
     student = best_student(report)
-    where = f" ({', '.join(str(x) for x in setting(student) if x is not None)})" if student else ""
+    where = f" ({fmt_setting(student)})" if student else ""
     table = Table(title=f"Teacher vs best student{where}")
     for column in ("", "teacher", "best student", "student vs teacher"):
         table.add_column(column, justify="left" if not column else "right")
