@@ -201,6 +201,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "cpu": cpu_info(),
         "host": socket.gethostname(),
         "python": platform.python_version(),
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
     }
 
 

@@ -55,9 +55,7 @@ class LocalTarget(Target):
             argv = [self.python, os.path.join(tmp, "runner.py"),
                     *runner_argv(str(Path(artifact).resolve()), str(Path(inputs).resolve()), options)]
             proc = self._run(argv, timeout_s, f"runner on {Path(artifact).name}", cwd=tmp)
-        result = parse_runner_output(self.name, proc, f"runner on {Path(artifact).name}")
-        result["cpu_affinity"] = self.cpus
-        return result
+        return parse_runner_output(self.name, proc, f"runner on {Path(artifact).name}")
 
     def python_info(self, timeout_s: float = 30) -> dict:
         """Python version and installed runtimes of this target's Python."""

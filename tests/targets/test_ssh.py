@@ -1,0 +1,102 @@
+"""The SSH target against a real sshd on 127.0.0.1, running the runner in the device venv."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+
+import pytest
+
+from edgekd.benchmarks.bench import bench_artifact
+from edgekd.cli import main
+from edgekd.errors import EdgekdError
+from edgekd.targets.profiles import get_target, target_slug
+
+FAST = dict(threads=1, batch_size=1, seq_len=None, warmup=2, min_iterations=5, min_time_s=0.0)
+
+
+def remote_dirs() -> set[str]:
+    return set(glob.glob("/tmp/edgekd-*"))  # the "remote" is this host: its temp folders are here
+
+
+def test_onnx_and_tflite_run_in_the_device_venv(sshd, device_python, onnx_dir, tflite_dir, tmp_path):
+    profile = sshd.profile(tmp_path, python=device_python)
+    before = remote_dirs()
+    for folder, runtime in ((onnx_dir, "onnxruntime"), (tflite_dir, "ai_edge_litert")):
+        entry = bench_artifact(folder, str(profile), **FAST, energy="estimate")
+        assert entry["status"] == "ok" and entry["target"] == "devbox"
+        assert entry["runtime"] == runtime
+        assert entry["latency_ms"]["n"] >= 5 and len(entry["samples_ms"]) == entry["latency_ms"]["n"]
+        assert entry["python"] != "" and entry["energy_method"].startswith("estimate:")
+        assert "2.5 W/core (profile)" in entry["energy_method"]  # the profile's power figure
+    assert remote_dirs() == before  # every remote temp folder was removed
+
+
+def test_device_venv_is_minimal(device_python):
+    code = "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('edgekd'))"
+    out = subprocess.run([str(device_python), "-I", "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.stdout.split() == ["None", "None"]
+
+
+def test_paths_with_spaces_and_shell_characters_are_quoted(sshd, device_python, onnx_dir, tmp_path):
+    odd = tmp_path / "my models $(touch pwned) 'x'" / "student onnx"
+    shutil.copytree(onnx_dir, odd)
+    entry = bench_artifact(odd, str(sshd.profile(tmp_path, python=device_python)), **FAST,
+                           energy="none")
+    assert entry["status"] == "ok" and entry["energy_j"] is None and entry["energy_method"] == "none"
+    assert not glob.glob("/tmp/edgekd-*/pwned") and not (tmp_path / "pwned").exists()
+
+
+def test_targets_check_over_ssh(sshd, device_python, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "edgekd-targets").mkdir()
+    sshd.profile(tmp_path / "edgekd-targets", name="board", python=device_python)
+    assert main(["targets", "check", "board"]) == 0
+    out = capsys.readouterr().out
+    assert "reachable" in out and "onnxruntime    1." in out
+    assert "torch          -" in out  # the device venv has no torch
+
+
+def test_unknown_host_key_is_refused(sshd, device_python, onnx_dir, tmp_path):
+    wrong = tmp_path / "known_hosts_wrong"
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    wrong.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join((tmp_path / "other.pub").read_text().split()[:2]) + "\n")
+    profile = sshd.profile(tmp_path, python=device_python, known_hosts=str(wrong))
+    with pytest.raises(EdgekdError, match="cannot reach .*(REMOTE HOST IDENTIFICATION|[Hh]ost key)"):
+        bench_artifact(onnx_dir, str(profile), **FAST)
+    # ... and accepted when the profile says not to check (a throw-away board)
+    profile = sshd.profile(tmp_path, python=device_python, known_hosts=str(wrong), check_host_key=False)
+    assert bench_artifact(onnx_dir, str(profile), **FAST, energy="none")["status"] == "ok"
+
+
+def test_unreachable_host_is_a_clear_error(onnx_dir, tmp_path, sshd):
+    from socket import socket
+
+    with socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    target = get_target(f"ssh://nobody@127.0.0.1:{port}")
+    assert target_slug(target) == f"ssh-nobody-127.0.0.1-{port}"
+    out = tmp_path / "r.json"
+    code = main(["bench", str(onnx_dir), "--target", target.name, "--out", str(out)])
+    assert code == 2 and not out.exists()
+
+
+def test_hung_runner_times_out_and_cleans_up(sshd, device_python, onnx_dir, tmp_path):
+    profile = sshd.profile(tmp_path, python=device_python)
+    before = remote_dirs()
+    with pytest.raises(EdgekdError, match="timed out after 3 s"):
+        bench_artifact(onnx_dir, str(profile), threads=1, batch_size=1, seq_len=None, warmup=1,
+                       min_iterations=1, min_time_s=60, energy="none", timeout_s=3)
+    assert remote_dirs() == before
+
+
+def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_path_factory,
+                                          tiny_model_dir):
+    import artifacts  # tests/benchmarks, put on sys.path by conftest
+
+    folder = artifacts.openvino_export(tmp_path_factory, tiny_model_dir)  # no openvino on the device
+    with pytest.raises(EdgekdError, match="pip install openvino"):
+        bench_artifact(folder, str(sshd.profile(tmp_path, python=device_python)), **FAST)
