@@ -52,21 +52,22 @@ def check_supported(fmt: str, precision: str, *, calibration: Any = None) -> Mod
     if precision not in exporter.PRECISIONS:
         raise EdgekdError(f"{fmt} cannot export {precision} (supported: "
                           f"{', '.join(exporter.PRECISIONS)})")
-    reason = exporter.runtime_missing()
-    if reason:
-        raise EdgekdError(f"{fmt} export is not available here: {reason}")
     if precision == "int8-static" and not calibration:
         raise EdgekdError(f"{fmt} int8-static needs calibration examples: pass --data "
                           "(a recipe or data path) so real task examples can be used")
+    reason = exporter.runtime_missing()  # last: importing a converter is the slow check
+    if reason:
+        raise EdgekdError(f"{fmt} export is not available here: {reason}")
     return exporter
 
 
-def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str, seq_len: int,
+def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str | None, seq_len: int,
                     eval_inputs: dict | None, eval_labels=None, calibration: dict | None = None,
                     threads: int | None = None) -> dict:
     """Export `model_dir` as `fmt`/`precision` into `out_dir`, verified; returns export.json's
     contents. Status "failed" (folder kept for inspection) when the artifact does not run or
-    misses its parity threshold; EdgekdError when the export itself is impossible or fails."""
+    misses its parity threshold; EdgekdError when the export itself is impossible or fails.
+    `role` is "teacher", "student" or None (a model exported on its own: named "model-...")."""
     from edgekd.data import save_inputs
     from edgekd.exporters import verify
     from edgekd.files import replace_dir_atomic, staging_dir, write_json_atomic
@@ -74,7 +75,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str, 
     exporter = check_supported(fmt, precision, calibration=calibration)
     model_dir = verify.check_model_dir(model_dir)
     out_dir = Path(out_dir)
-    name = f"{role}-{fmt}-{precision}"
+    name = f"{role or 'model'}-{fmt}-{precision}"
     done = completed_export(out_dir, model_dir, fmt, precision, seq_len)
     if done is not None:
         return done

@@ -1,0 +1,108 @@
+"""`edgekd export MODEL_DIR --format F --precision P [--data D] --out DIR`.
+
+With --data (a recipe or data path), the test split is used for verification (accuracy is
+scored) and the train split for int8-static calibration; without it, verification runs on
+generated token inputs and accuracy is null.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgekd.errors import EdgekdError
+
+DEFAULT_SEQ_LEN = 128
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Handler of `edgekd export`: exit 0 when verified, 1 when the artifact failed verification."""
+    from edgekd.exporters import check_supported, export_artifact
+    from edgekd.exporters.verify import check_model_dir
+
+    model_dir = check_model_dir(args.model_dir)
+    if args.calibration_samples < 1:
+        raise EdgekdError("--calibration-samples must be >= 1")
+    # Refuse an impossible pair before loading data or models (calibration checked below).
+    check_supported(args.format, args.precision, calibration=True)
+    if args.precision == "int8-static" and not args.data:
+        raise EdgekdError(f"{args.format} int8-static needs calibration examples: pass --data "
+                          "(a recipe or data path)")
+    seq_len = args.seq_len or DEFAULT_SEQ_LEN
+    eval_inputs = labels = calibration = None
+    if args.data:
+        eval_inputs, labels, calibration, seq_len = task_inputs(
+            model_dir, args.data, args.seq_len, args.calibration_samples)
+    if seq_len < 2:
+        raise EdgekdError("--seq-len must be >= 2")
+    record = export_artifact(model_dir, args.format, args.precision, Path(args.out),
+                             role=_role(model_dir), seq_len=seq_len, eval_inputs=eval_inputs,
+                             eval_labels=labels, calibration=calibration)
+    print_summary([record], Path(args.out))
+    if record["status"] != "ok":
+        print(f"edgekd export: {record['name']} failed verification: {record['error']} "
+              f"(kept for inspection in {args.out})")
+        return 1
+    return 0
+
+
+def _role(model_dir: Path) -> str | None:
+    """A run folder's `teacher/` or `student/` keeps its role; any other model has none."""
+    name = model_dir.resolve().name
+    return name if name in ("teacher", "student") else None
+
+
+def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_samples: int):
+    """Encode the task data for `model_dir`: (test inputs, test labels in the model's label ids,
+    calibration inputs from the train split, sequence length)."""
+    import numpy as np
+    from transformers import AutoConfig, AutoTokenizer
+
+    from edgekd.data import encode, load_data_argument
+
+    task, seq_len = load_data_argument(data, seq_len)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        raise EdgekdError(f"{model_dir} has no usable tokenizer, needed to encode --data: "
+                          f"{str(exc).splitlines()[0]}") from None
+    label_ids = model_label_ids(AutoConfig.from_pretrained(model_dir), task.labels)
+    test = encode(tokenizer, [e.text for e in task.test], seq_len)
+    labels = np.array([label_ids[e.label] for e in task.test], dtype=np.int64)
+    pool = task.train or task.validation
+    calibration = encode(tokenizer, [e.text for e in pool[:calibration_samples]], seq_len)
+    return test, labels, calibration, seq_len
+
+
+def model_label_ids(config, names: list[str]) -> list[int]:
+    """Map the data's label index to the model's: by name when the model's label2id names them
+    all (a fine-tuned model may order labels differently), else by position."""
+    label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
+    if all(name in label2id for name in names):
+        return [label2id[name] for name in names]
+    if config.num_labels != len(names):
+        raise EdgekdError(f"the model has {config.num_labels} labels but the data has "
+                          f"{len(names)} ({', '.join(names[:6])})")
+    return list(range(len(names)))
+
+
+def print_summary(records: list[dict], where: Path | None = None) -> None:
+    """A short rich table: artifact, status, size, parity, accuracy, export time."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"export -> {where}" if where else "exports")
+    for column in ("artifact", "status", "size", "max |diff|", "top-1 agree", "accuracy", "time"):
+        table.add_column(column, no_wrap=True,
+                         justify="left" if column in ("artifact", "status") else "right")
+    for r in records:
+        parity = r.get("parity") or {}
+        accuracy = r.get("accuracy")
+        table.add_row(
+            r["name"], "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]",
+            f"{r['size_bytes'] / 1e6:.2f} MB",
+            f"{parity['max_abs_diff']:.2e}" if parity else "-",
+            f"{parity['top1_agreement']:.1%}" if parity else "-",
+            f"{accuracy:.1%}" if accuracy is not None else "-",
+            f"{r['export_time_s']:.1f} s")
+    Console().print(table)
