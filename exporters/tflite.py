@@ -163,11 +163,13 @@ def _load_model(model_dir: Path, seq_len: int):
 
 def _tokenizer_input_names(model_dir: Path) -> set[str] | None:
     """What the saved tokenizer produces (so the file takes what inputs.npz holds), if any."""
+    if not any((model_dir / f).is_file() for f in ("tokenizer_config.json", "tokenizer.json")):
+        return None
     try:
         from transformers import AutoTokenizer
 
         return set(AutoTokenizer.from_pretrained(model_dir).model_input_names)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):  # a broken tokenizer: fall back to forward()
         return None
 
 
