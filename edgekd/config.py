@@ -60,6 +60,9 @@ def convert(hint: Any, value: Any, key: str) -> Any:
             try:
                 return convert(candidate, value, key)
             except EdgekdError as exc:
+                # A mapping given for a section: its own error (naming the inner key) is the useful one.
+                if isinstance(value, dict) and dataclasses.is_dataclass(candidate):
+                    raise
                 errors.append(str(exc))
         raise EdgekdError(errors[0] if len(errors) == 1 else
                           f"recipe key '{key}' has an unsupported value {value!r}")
@@ -87,6 +90,11 @@ def convert(hint: Any, value: Any, key: str) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `2e-3` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

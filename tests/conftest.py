@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # tiny.py, tests_recipe.py
 
 from tiny import make_keyword_dataset, make_tiny_bert  # noqa: E402
 
