@@ -163,6 +163,7 @@ class PowerMeter(_Polled):
 
     def start(self) -> None:
         self._t, self._w, self._joules = time.monotonic(), self.read_w(), 0.0
+        self._t0 = self._t
         self._start_polling()
 
     def stop(self) -> float:
@@ -172,10 +173,11 @@ class PowerMeter(_Polled):
     def idle_power_w(self, seconds: float) -> float:
         if seconds <= 0:
             return 0.0
-        t0 = time.monotonic()
         self.start()
         time.sleep(seconds)
-        return self.stop() / (time.monotonic() - t0)
+        joules = self.stop()
+        # Divide by the span actually integrated: a slow sensor read is not idle time.
+        return joules / max(self._t - self._t0, 1e-9)
 
 
 class HwmonMeter(PowerMeter):

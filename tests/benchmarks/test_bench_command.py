@@ -1,0 +1,112 @@
+"""`edgekd bench` and `bench_artifact`: entries as docs/contracts.md says, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry, resolve_artifact
+from edgekd.cli import main
+from edgekd.errors import EdgekdError
+
+ENTRY_KEYS = {"name", "role", "format", "precision", "target", "threads", "batch_size", "seq_len",
+              "status", "error", "accuracy", "parity", "size_bytes", "latency_ms", "samples_ms",
+              "throughput_per_s", "load_time_ms", "first_inference_ms", "peak_memory_mb",
+              "peak_memory_window_mb", "energy_j", "energy_method", "runtime", "runtime_version",
+              "warmup", "cpu", "host"}
+FAST = ["--warmup", "1", "--min-iterations", "5", "--min-time", "0"]
+
+
+def test_bench_writes_a_report_document(onnx_dir, openvino_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    code = main(["bench", str(onnx_dir), str(openvino_dir / "model.xml"), "--threads", "2",
+                 "--energy", "estimate", *FAST, "--out", str(out)])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "edgekd.report/1" and doc["run"] is None and doc["environment"]
+    onnx, ov = doc["entries"]
+    for entry in (onnx, ov):
+        assert ENTRY_KEYS <= set(entry) and entry["status"] == "ok" and entry["target"] == "local"
+        assert entry["threads"] == 2 and entry["accuracy"] == 0.75 and entry["role"] == "student"
+        assert entry["parity"]["top1_agreement"] == 1.0
+        assert entry["energy_method"].startswith("estimate:")
+    assert (onnx["name"], onnx["format"], onnx["runtime"]) == ("student-onnx-fp32", "onnx", "onnxruntime")
+    assert (ov["name"], ov["format"], ov["runtime"]) == ("student-openvino-fp32", "openvino", "openvino")
+    assert entry_file_name(onnx) == "student-onnx-fp32-t2.json"
+
+
+def test_bench_tflite_and_pytorch_baseline(tflite_dir, tiny_model_dir, tmp_path):
+    model = tmp_path / "student"
+    shutil.copytree(tiny_model_dir, model)
+    shutil.copy(tflite_dir / "inputs.npz", model)
+    (model / "metrics.json").write_text('{"accuracy": 0.5}')
+    kw = dict(threads=1, batch_size=1, seq_len=None, warmup=1, min_iterations=3, min_time_s=0.0,
+              energy="none")
+    pt = bench_artifact(model, "local", **kw)
+    assert (pt["name"], pt["role"], pt["format"], pt["runtime"], pt["accuracy"]) == \
+        ("student-pytorch-fp32", "student", "pytorch", "torch", 0.5)
+    tfl = bench_artifact(tflite_dir / "model.tflite", "local", **kw)  # a file inside an export folder
+    assert tfl["name"] == "student-tflite-fp32" and tfl["runtime"] == "ai_edge_litert"
+
+
+def test_bare_file_takes_its_name_from_the_stem(onnx_dir, tmp_path):
+    shutil.copy(onnx_dir / "model.onnx", tmp_path / "mini.onnx")
+    shutil.copy(onnx_dir / "inputs.npz", tmp_path)
+    art = resolve_artifact(tmp_path / "mini.onnx")
+    assert (art.name, art.role, art.format, art.precision) == ("mini", None, "onnx", None)
+
+
+def bad(tmp_path, onnx_dir, case) -> Path:
+    folder = tmp_path / case
+    shutil.copytree(onnx_dir, folder)
+    export = json.loads((folder / "export.json").read_text())
+    if case == "failed-export":
+        export.update(status="failed", error="parity 0.4 below 0.99")
+    elif case == "no-inputs":
+        (folder / "inputs.npz").unlink()
+    elif case == "corrupt":
+        (folder / "model.onnx").write_bytes(b"\x00garbage" * 100)
+    elif case == "empty":
+        (folder / "model.onnx").write_bytes(b"")
+    elif case == "missing-file":
+        (folder / "model.onnx").unlink()
+    (folder / "export.json").write_text(json.dumps(export))
+    return folder
+
+
+@pytest.mark.parametrize("case, message", [
+    ("failed-export", "export failed .*parity 0.4"),
+    ("no-inputs", "no inputs.npz next to"),
+    ("corrupt", "runner on model.onnx failed"),
+    ("empty", "is empty"),
+    ("missing-file", "names artifact 'model.onnx', which is missing"),
+])
+def test_bad_artifacts_fail_cleanly_with_no_result_file(tmp_path, onnx_dir, capsys, case, message):
+    folder = bad(tmp_path, onnx_dir, case)
+    out = tmp_path / "out.json"
+    assert main(["bench", str(onnx_dir), str(folder), *FAST, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert __import__("re").search(message, err[-1]) and err[-1].startswith("edgekd bench: error:")
+    assert not out.exists() and not list(tmp_path.glob(".out.json*"))
+
+
+def test_missing_artifact_and_bad_arguments(tmp_path, capsys):
+    assert main(["bench", str(tmp_path / "nope.onnx"), "--out", str(tmp_path / "o.json")]) == 2
+    assert "artifact not found" in capsys.readouterr().err
+    assert main(["bench", str(tmp_path), "--threads", "0", "--out", str(tmp_path / "o.json")]) == 2
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_a_hung_run_times_out(onnx_dir):
+    with pytest.raises(EdgekdError, match="did not finish within 2 s"):
+        bench_artifact(onnx_dir, "local", threads=1, batch_size=1, seq_len=None, warmup=1,
+                       min_iterations=1, min_time_s=60, energy="none", timeout_s=2)
+
+
+def test_failed_entry_keeps_identity(onnx_dir):
+    entry = failed_entry(onnx_dir, "local", 4, "target unreachable")
+    assert entry["status"] == "failed" and entry["name"] == "student-onnx-fp32"
+    assert entry["latency_ms"] is None and entry["error"] == "target unreachable"
