@@ -59,7 +59,8 @@ def runtime_missing() -> str | None:
     """Why TFLite export/loading cannot run here, or None when it can."""
     # find_spec, not import: importing litert_torch costs ~7 s (it pulls torch and the
     # converter); an incomplete install still fails later with a clear export error.
-    for package, dist in (("litert_torch", "litert-torch"), ("ai_edge_quantizer", "ai-edge-quantizer")):
+    for package, dist in (("litert_torch", "litert-torch"),
+                          ("ai_edge_quantizer", "ai-edge-quantizer")):
         if importlib.util.find_spec(package) is None:
             return f"{dist} is not installed (pip install 'edgekd[tflite]')"
     try:
@@ -91,8 +92,10 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
         with tempfile.TemporaryDirectory(prefix="edgekd-tflite-") as tmp:
             float_path = Path(tmp) / "float.tflite"
             convert(model, input_names, seq_len, float_path)
-            settings |= tflite_quant.quantize(float_path, out_dir / ARTIFACT, precision, calibration)
+            settings |= tflite_quant.quantize(float_path, out_dir / ARTIFACT, precision,
+                                              calibration)
         tools |= _versions("ai-edge-quantizer")
+    settings["input_dtype"] = _input_dtype(out_dir / ARTIFACT)
     return {"artifact": ARTIFACT, "batch_size": 1, "input_names": list(input_names),
             "tools": tools, "settings": settings}
 
@@ -104,8 +107,8 @@ def convert(model, input_names: tuple[str, ...], seq_len: int, path: Path) -> Pa
     import torch
 
     # Tracing values do not matter (shapes are static); ones are valid ids and a full mask.
-    sample = {name: (torch.zeros if name == "token_type_ids" else torch.ones)(1, seq_len, dtype=torch.long)
-              for name in input_names}
+    sample = {name: (torch.zeros if name == "token_type_ids" else torch.ones)(
+        1, seq_len, dtype=torch.long) for name in input_names}
     try:
         edge_model = litert_torch.convert(model, sample_kwargs=sample)
         edge_model.export(str(path))
@@ -134,14 +137,15 @@ def logits_only(model):
 
 
 def _load_model(model_dir: Path, seq_len: int):
-    """The classifier wrapped for conversion, and the input names it takes (in INPUT_NAMES order)."""
+    """The classifier wrapped for conversion, and the input names it takes (INPUT_NAMES order)."""
     import inspect
 
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     if not (model_dir / "config.json").is_file():
-        raise EdgekdError(f"tflite: {model_dir} is not a Hugging Face model folder (no config.json)")
+        raise EdgekdError(f"tflite: {model_dir} is not a Hugging Face model folder "
+                          "(no config.json)")
     config = AutoConfig.from_pretrained(model_dir)
     max_positions = getattr(config, "max_position_embeddings", None)
     if max_positions and seq_len > max_positions:
@@ -173,7 +177,8 @@ def _tokenizer_input_names(model_dir: Path) -> set[str] | None:
         return None
 
 
-def load(artifact: Path, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+def load(artifact: Path,
+         threads: int | None = None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     """Open `artifact` in the first TFLite interpreter found; return a function from int64 feeds
     [b, seq_len] to float32 logits [b, num_labels] (b invocations of the batch-1 model)."""
     interpreter_cls, runtime = interpreter_class()
@@ -216,7 +221,9 @@ def _input_tensors(interpreter) -> dict[str, dict]:
     Prefer the signature's input names (exact); files without signatures are matched on the
     tensor name (e.g. `serving_default_input_ids:0`)."""
     details = {d["index"]: d for d in interpreter.get_input_details()}
-    signatures = interpreter.get_signature_list() if hasattr(interpreter, "get_signature_list") else {}
+    # very old tflite_runtime builds have no signature API
+    has_signatures = hasattr(interpreter, "get_signature_list")
+    signatures = interpreter.get_signature_list() if has_signatures else {}
     found = {}
     if signatures:
         runner = interpreter.get_signature_runner(next(iter(signatures)))
@@ -230,7 +237,8 @@ def _input_tensors(interpreter) -> dict[str, dict]:
                 found[name] = detail
     if "input_ids" not in found or len(found) != len(details):
         names = ", ".join(d["name"] for d in details.values())
-        raise EdgekdError(f"tflite: cannot map the model's inputs ({names}) to {', '.join(INPUT_NAMES)}")
+        raise EdgekdError(f"tflite: cannot map the model's inputs ({names}) to "
+                          f"{', '.join(INPUT_NAMES)}")
     return {n: found[n] for n in INPUT_NAMES if n in found}
 
 
@@ -275,6 +283,13 @@ def _operator_in(message: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def _input_dtype(path: Path) -> str:
+    """The integer type the file's inputs take (int32 after litert-torch's x64 downcast)."""
+    interpreter_cls, _ = interpreter_class()
+    details = interpreter_cls(model_path=str(path)).get_input_details()
+    return ",".join(sorted({np.dtype(d["dtype"]).name for d in details}))
 
 
 def _versions(*dists: str) -> dict[str, str]:
