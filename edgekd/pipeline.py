@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekd.errors import EdgekdError
-from edgekd.files import read_json
 from edgekd.recipe import Recipe, load_recipe, save_recipe
 
 # Sections whose change makes finished distillation results stale.
@@ -83,5 +82,43 @@ def distill_stage(prepared: Prepared):
     return result
 
 
-def load_metrics(run_dir: Path, role: str) -> dict:
-    return read_json(Path(run_dir) / role / "metrics.json")
+def run_command(args) -> int:
+    """`edgekd run`: distill -> export (+ verify) -> bench -> report, resuming what is done."""
+    from edgekd import stages
+    from edgekd.benchmarks.summary import print_summary
+    from edgekd.console import console, distill_table
+
+    started = time.perf_counter()
+    prepared = prepare(args)
+    recipe, run_dir, timings = prepared.recipe, prepared.run_dir, prepared.timings
+    console.rule(f"[bold]edgekd run[/] {recipe.name} -> {run_dir}")
+    console.print(f"data: {prepared.data.summary()}")
+
+    console.rule("1/4 distill")
+    result = distill_stage(prepared)
+    console.print(distill_table(result.teacher_metrics, result.student_metrics))
+
+    console.rule("2/4 export + verify")
+    timings["export"] = _timed(lambda: stages.export_stage(recipe, prepared.data, run_dir))
+    console.rule("3/4 bench")
+    timings["bench"] = _timed(lambda: stages.bench_stage(recipe, run_dir))
+    console.rule("4/4 report")
+    start = time.perf_counter()
+    timings["report"] = 0.0
+    report = stages.report_stage(run_dir, timings)
+    timings["report"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - started
+
+    print_summary(report, console)
+    failed = [e["name"] for e in report["entries"] if e.get("status") != "ok"]
+    if failed:
+        console.print(f"[red]failed artifacts[/] (see report.md): {', '.join(sorted(set(failed)))}")
+    console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    console.print(f"report: {run_dir / 'report.html'}  (also report.md, report.json)")
+    return 0
+
+
+def _timed(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start

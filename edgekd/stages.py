@@ -1,0 +1,117 @@
+"""The stages after distillation: export (+ verify), bench, report — each over the run folder.
+
+Every unit of work (one artifact, one artifact x target x threads) writes its own file and is
+skipped when that file is complete, so a rerun resumes. A failed artifact is recorded as failed
+(export.json / bench entry with status "failed") and the run goes on with the rest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgekd.console import console
+from edgekd.errors import EdgekdError
+from edgekd.files import read_json, write_json_atomic
+
+# The teacher is exported once, at fp32 ONNX, as the runtime baseline next to PyTorch.
+TEACHER_EXPORTS = (("onnx", "fp32"),)
+
+
+def progress() -> Progress:
+    """The progress display every stage uses."""
+    return Progress(TextColumn("[bold cyan]{task.fields[stage]}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+
+
+def export_jobs(recipe) -> list[tuple[str, str, str]]:
+    """(role, format, precision) of every artifact the recipe asks for."""
+    jobs = [("student", fmt, prec) for fmt in recipe.export.formats for prec in recipe.export.precisions]
+    jobs += [("teacher", fmt, prec) for fmt, prec in TEACHER_EXPORTS]
+    return jobs
+
+
+def export_stage(recipe, data, run_dir: Path) -> list[dict]:
+    """Export and verify every configured artifact; returns their export.json records."""
+    from edgekd.data import encode
+    from edgekd.exporters import EXPORT_FILE, export_artifact
+    from edgekd.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(run_dir / "student"))
+    eval_inputs = encode(tokenizer, [e.text for e in data.test], recipe.seq_len)
+    eval_labels = [e.label for e in data.test]
+    calibration = encode(tokenizer, [e.text for e in data.train[:recipe.export.calibration_samples]],
+                         recipe.seq_len)
+    records = []
+    jobs = export_jobs(recipe)
+    with progress() as bar:
+        task = bar.add_task("", total=len(jobs), stage="export")
+        for role, fmt, precision in jobs:
+            name = f"{role}-{fmt}-{precision}"
+            bar.update(task, description=name)
+            out_dir = run_dir / "exports" / name
+            try:
+                record = export_artifact(run_dir / role, fmt, precision, out_dir, role=role,
+                                         seq_len=recipe.seq_len, eval_inputs=eval_inputs,
+                                         eval_labels=eval_labels, calibration=calibration)
+            except EdgekdError as exc:
+                # The run goes on; the failure is recorded where the report will find it.
+                record = {"schema": "edgekd.export/1", "name": name, "role": role, "format": fmt,
+                          "precision": precision, "status": "failed", "error": str(exc)}
+                write_json_atomic(out_dir / EXPORT_FILE, record)
+            records.append(record)
+            status = "[green]ok[/]" if record["status"] == "ok" else f"[red]FAILED[/] {record['error']}"
+            acc = record.get("accuracy")
+            console.print(f"  {name}: {status}" + (f", accuracy {acc:.4f}" if acc is not None else ""))
+            bar.advance(task)
+    return records
+
+
+def bench_stage(recipe, run_dir: Path) -> list[dict]:
+    """Benchmark the PyTorch teacher and student and every ok export on every target and thread
+    setting of the recipe; each result is its own file under bench/<target>/."""
+    from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry
+    from edgekd.targets.profiles import target_slug
+
+    artifacts = [run_dir / "teacher", run_dir / "student"]
+    for folder in sorted((run_dir / "exports").glob("*")):
+        if (folder / "export.json").is_file() and read_json(folder / "export.json").get("status") == "ok":
+            artifacts.append(folder)
+    b = recipe.bench
+    jobs = [(a, t, n) for t in b.targets for n in b.threads for a in artifacts]
+    entries = []
+    with progress() as bar:
+        task = bar.add_task("", total=len(jobs), stage="bench")
+        for artifact, target, threads in jobs:
+            bar.update(task, description=f"{artifact.name} on {target}, {threads} thread(s)")
+            folder = run_dir / "bench" / target_slug(target)
+            name = artifact.name if artifact.name.count("-") >= 2 else f"{artifact.name}-pytorch-fp32"
+            result_file = folder / entry_file_name({"name": name, "threads": threads})
+            if result_file.is_file():
+                entries.append(read_json(result_file))
+                bar.advance(task)
+                continue
+            try:
+                entry = bench_artifact(artifact, target, threads=threads, batch_size=b.batch_size,
+                                       seq_len=recipe.seq_len, warmup=b.warmup,
+                                       min_iterations=b.min_iterations, min_time_s=b.min_time_s,
+                                       energy=b.energy)
+            except EdgekdError as exc:
+                console.print(f"  [red]{name} on {target}: {exc}[/]")
+                entry = failed_entry(artifact, target, threads, str(exc), batch_size=b.batch_size,
+                                     seq_len=recipe.seq_len)
+            write_json_atomic(folder / entry_file_name(entry), entry)
+            entries.append(entry)
+            bar.advance(task)
+    return entries
+
+
+def report_stage(run_dir: Path, timings: dict) -> dict:
+    """Build report.json/md/html from the run folder; the stage timings ride along."""
+    from edgekd.benchmarks.reporting import build_report, write_report
+
+    report = build_report(run_dir)
+    report["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    write_report(run_dir, report)
+    return report
