@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.edgekd-installed
 
-.PHONY: setup system-deps demo test e2e bench-fidelity clean
+.PHONY: setup system-deps device-venv demo test e2e bench-fidelity clean
 
 setup: $(STAMP)
 
@@ -26,14 +26,19 @@ $(STAMP): pyproject.toml Makefile
 system-deps:
 	@bash scripts/system-deps.sh
 
+# A second, minimal virtualenv (numpy + runtimes, no torch, no edgekd) playing the device in the
+# SSH target tests.
+device-venv:
+	@bash scripts/device-venv.sh
+
 demo: setup
 	$(VENV)/bin/edgekd run
 
-test: setup system-deps
+test: setup system-deps device-venv
 	$(PY) -m pytest -q
 
 # Heavy end-to-end checks on the real default model and data (not part of `make test`).
-e2e: setup system-deps
+e2e: setup system-deps device-venv
 	$(PY) -m pytest -q -m e2e
 
 # How close edgekd's numbers are to the vendors' tools, harness overhead, run-to-run spread.
@@ -41,4 +46,4 @@ bench-fidelity: setup
 	$(PY) -m edgekd.benchmarks.fidelity
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .venv-device .pytest_cache build *.egg-info
