@@ -99,8 +99,13 @@ class SshTarget(Target):
         return folder
 
     def _remove_dir(self, folder: str) -> None:
+        # A runner left behind by a time-out is stopped first (ssh does not signal it when the
+        # client goes away without a pty); then the folder goes.
+        q = shlex.quote(folder)
+        command = (f'if [ -f {q}/runner.pid ]; then kill "$(cat {q}/runner.pid)" 2>/dev/null; fi; '
+                   f"rm -rf -- {q}")
         try:
-            self._ssh(f"rm -rf -- {shlex.quote(folder)}", 30, "removing the temp folder")
+            self._ssh(command, 30, "removing the temp folder")
         except EdgekdError:
             pass  # best effort: the run's own error (if any) is the one to report
 
@@ -118,8 +123,8 @@ class SshTarget(Target):
         try:
             argv = " ".join(shlex.quote(a) for a in runner_argv(remote_model, "inputs.npz", options))
             q = shlex.quote(folder)
-            command = (f"tar -x -f - -C {q} && cd {q} && "
-                       f"{remote_python(self.python)} runner.py {argv}")
+            command = (f"tar -x -f - -C {q} && cd {q} && echo $$ > runner.pid && "
+                       f"exec {remote_python(self.python)} runner.py {argv}")
             what = f"runner on {artifact.name}"
             proc = self._ssh(command, timeout_s, what, stdin=archive.getvalue())
             if proc.returncode == 127:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -91,6 +92,9 @@ def test_hung_runner_times_out_and_cleans_up(sshd, device_python, onnx_dir, tmp_
         bench_artifact(onnx_dir, str(profile), threads=1, batch_size=1, seq_len=None, warmup=1,
                        min_iterations=1, min_time_s=60, energy="none", timeout_s=3)
     assert remote_dirs() == before
+    time.sleep(0.5)
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not [line for line in running.splitlines() if "runner.py" in line and "--min-time 60" in line]
 
 
 def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_path_factory,
