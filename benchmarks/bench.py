@@ -97,6 +97,10 @@ def runner_options(*, threads: int, batch_size: int, seq_len: int | None, warmup
                    min_iterations: int, min_time_s: float, energy: str, power: dict) -> dict:
     """The runner's options. Warm-up runs at least `warmup` calls and a tenth of the measured
     time (at most 1 s); idle power is measured for 1 s only for a real meter."""
+    from edgekd.benchmarks.energy import METERS
+
+    if energy not in ("auto", "none", *METERS):
+        raise EdgekdError(f"unknown energy meter '{energy}' (choose: auto, none, {', '.join(METERS)})")
     return {"threads": threads, "batch_size": batch_size, "seq_len": seq_len, "warmup": warmup,
             "warmup_time": min(1.0, 0.1 * min_time_s), "min_iterations": min_iterations,
             "min_time": min_time_s, "energy": energy,
