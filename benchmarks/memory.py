@@ -34,7 +34,20 @@ def _rss_reader():
 
 
 def max_rss_bytes() -> int:
-    """The process's lifetime peak RSS from getrusage (KiB on Linux, bytes on macOS)."""
+    """The process's lifetime peak RSS.
+
+    Linux: VmHWM from /proc/self/status, the high-water mark of this program's own memory.
+    Not `ru_maxrss` there: the kernel carries it over fork + exec, so a runner started by a
+    1 GB parent (the host process that just trained a model) would report the parent's 1 GB.
+    Elsewhere: getrusage (KiB on Linux-likes, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
