@@ -1,0 +1,127 @@
+"""Shared verification: parity numbers, failed status for an artifact outside its tolerance,
+resume of a finished export, generated inputs when there is no task data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgekd.errors import EdgekdError
+from edgekd.exporters import export_artifact, get_exporter
+from edgekd.exporters.verify import (artifact_logits, generated_inputs, parity, parity_error)
+
+SEQ_LEN = 32
+
+
+def test_parity_numbers_and_thresholds():
+    ref = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [2.0, 1.0, 0.0]])
+    close = ref + 0.01
+    result = parity(ref, close, "fp32")
+    assert result == {"max_abs_diff": pytest.approx(0.01), "top1_agreement": 1.0, "n": 4,
+                      "min_agreement": 0.99}
+    assert parity_error(result) is None
+    flipped = ref.copy()
+    flipped[3] = [0.0, 3.0, 0.0]              # one of four disagrees: 75% < 90%
+    result = parity(ref, flipped, "int8-dynamic")
+    assert result["top1_agreement"] == 0.75 and result["min_agreement"] == 0.90
+    assert "75.0% is below 90%" in parity_error(result)
+    nan = ref.copy()
+    nan[0, 0] = np.nan
+    assert parity_error(parity(ref, nan, "fp16")) is not None
+    with pytest.raises(EdgekdError, match="shape"):
+        parity(ref, ref[:, :2], "fp32")
+
+
+def test_fixed_batch_artifacts_get_padded_batches():
+    seen = []
+
+    def run(feeds):
+        seen.append(len(feeds["input_ids"]))
+        return feeds["input_ids"][:, :3].astype(np.float32)
+
+    inputs = {"input_ids": np.arange(5 * 4).reshape(5, 4), "attention_mask": np.ones((5, 4))}
+    out = artifact_logits(run, inputs, batch_size=2)
+    assert seen == [2, 2, 2] and out.shape == (5, 3)
+    np.testing.assert_array_equal(out, inputs["input_ids"][:, :3])
+
+
+def test_generated_inputs_follow_the_tokenizer(export_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(export_model_dir)
+    inputs = generated_inputs(export_model_dir, SEQ_LEN, n=8)
+    assert set(inputs) == {"input_ids", "attention_mask", "token_type_ids"}
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    assert ids.shape == (8, SEQ_LEN) and ids.dtype == np.int64
+    assert (ids[:, 0] == tokenizer.cls_token_id).all()
+    assert ids.max() < len(tokenizer) and (ids[mask == 0] == tokenizer.pad_token_id).all()
+    assert mask.sum(1).min() < SEQ_LEN  # padding is exercised
+
+
+def test_without_data_verification_uses_generated_inputs(export_model_dir, tmp_path):
+    record = export_artifact(export_model_dir, "onnx", "fp32", tmp_path / "e", role=None,
+                             seq_len=16, eval_inputs=None)
+    assert record["status"] == "ok" and record["accuracy"] is None
+    assert record["name"] == "model-onnx-fp32" and record["role"] is None
+    saved = np.load(tmp_path / "e" / "inputs.npz")
+    assert saved["input_ids"].shape == (32, 16) and "labels" not in saved.files
+
+
+@pytest.fixture(scope="module")
+def near_tie_model(export_model_dir, tmp_path_factory):
+    """The test model with classes 0 and 1 made nearly equal (classifier rows differ by ~1e-4):
+    fp32 rounding (~1e-6) keeps their order, int8 rounding (~1e-2) flips it for many examples."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("near-tie") / "student"
+    shutil.copytree(export_model_dir, folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        weight, bias = model.classifier.weight, model.classifier.bias
+        weight[1] = weight[0] + 1e-4 * torch.randn_like(weight[0])
+        bias[1] = bias[0]
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_artifact_outside_tolerance_is_marked_failed_and_kept(fmt, near_tie_model, task_inputs,
+                                                              tmp_path):
+    if get_exporter(fmt).runtime_missing():
+        pytest.skip(get_exporter(fmt).runtime_missing())
+    test, labels, _ = task_inputs
+    out = tmp_path / f"student-{fmt}-int8-dynamic"
+    record = export_artifact(near_tie_model, fmt, "int8-dynamic", out, role="student",
+                             seq_len=SEQ_LEN, eval_inputs=test, eval_labels=labels)
+    assert record["status"] == "failed", record["parity"]
+    assert "is below 90%" in record["error"]
+    assert record["parity"]["top1_agreement"] < 0.9
+    assert (out / record["artifact"]).is_file()          # kept for inspection
+    assert json.loads((out / "export.json").read_text())["status"] == "failed"
+    # The same model in fp32 is within tolerance: the check separates the two.
+    fp32 = export_artifact(near_tie_model, fmt, "fp32", tmp_path / "fp32", role="student",
+                           seq_len=SEQ_LEN, eval_inputs=test, eval_labels=labels)
+    assert fp32["status"] == "ok", fp32["parity"]
+
+
+def test_finished_export_is_skipped_on_rerun_and_redone_when_settings_change(
+        export_model_dir, task_inputs, tmp_path):
+    test, labels, _ = task_inputs
+    out = tmp_path / "student-onnx-fp32"
+    first = export_artifact(export_model_dir, "onnx", "fp32", out, role="student",
+                            seq_len=SEQ_LEN, eval_inputs=test, eval_labels=labels)
+    stamp = (out / "model.onnx").stat().st_mtime_ns
+    again = export_artifact(export_model_dir, "onnx", "fp32", out, role="student",
+                            seq_len=SEQ_LEN, eval_inputs=test, eval_labels=labels)
+    assert again == json.loads(json.dumps(first))
+    assert (out / "model.onnx").stat().st_mtime_ns == stamp
+    # A different sequence length is a different export: redone, not reused.
+    short = {k: v[:, :16] for k, v in test.items()}
+    redone = export_artifact(export_model_dir, "onnx", "fp32", out, role="student", seq_len=16,
+                             eval_inputs=short, eval_labels=labels)
+    assert redone["seq_len"] == 16 and (out / "model.onnx").stat().st_mtime_ns != stamp
