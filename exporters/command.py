@@ -88,21 +88,25 @@ def model_label_ids(config, names: list[str]) -> list[int]:
 
 def print_summary(records: list[dict], where: Path | None = None) -> None:
     """A short rich table: artifact, status, size, parity, accuracy, export time."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"export -> {where}" if where else "exports")
-    for column in ("artifact", "status", "size", "max |diff|", "top-1 agree", "accuracy", "time"):
-        table.add_column(column, no_wrap=True,
-                         justify="left" if column in ("artifact", "status") else "right")
+    table = Table(title="export", box=box.SIMPLE_HEAD)
+    table.add_column("artifact", no_wrap=True, min_width=24)
+    for column in ("status", "MB", "max |diff|", "agree", "accuracy", "time s"):
+        table.add_column(column, justify="right")
     for r in records:
         parity = r.get("parity") or {}
         accuracy = r.get("accuracy")
         table.add_row(
             r["name"], "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]",
-            f"{r['size_bytes'] / 1e6:.2f} MB",
+            f"{r['size_bytes'] / 1e6:.2f}",
             f"{parity['max_abs_diff']:.2e}" if parity else "-",
             f"{parity['top1_agreement']:.1%}" if parity else "-",
             f"{accuracy:.1%}" if accuracy is not None else "-",
-            f"{r['export_time_s']:.1f} s")
-    Console().print(table)
+            f"{r['export_time_s']:.1f}")
+    console = Console()
+    console.print(table)
+    if where is not None:
+        console.print(f"written to {where}", soft_wrap=True)

@@ -1,0 +1,91 @@
+"""`edgekd export` end to end through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from edgekd.cli import main
+
+SEQ = ["--seq-len", "32"]
+
+
+def test_export_with_data_verifies_on_the_test_split(export_model_dir, tiny_data_dir, tmp_path,
+                                                     capsys):
+    out = tmp_path / "onnx-int8"
+    code = main(["export", str(export_model_dir), "--format", "onnx", "--precision",
+                 "int8-static", "--data", str(tiny_data_dir), "--calibration-samples", "16",
+                 *SEQ, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    record = json.loads((out / "export.json").read_text())
+    assert record["status"] == "ok" and record["accuracy"] >= 0.9   # the model learnt the task
+    assert record["settings"]["calibration_samples"] == 16
+    assert record["role"] == "student"                               # folder named student/
+    assert "student-onnx-int8-static" in printed and "ok" in printed
+
+
+def test_export_with_a_recipe_takes_its_sequence_length(export_model_dir, tiny_data_dir, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: r\ndata:\n  path: {tiny_data_dir}\n  max_length: 24\n"
+                      f"teacher:\n  model: {export_model_dir}\n"
+                      "student:\n  from_teacher: {layers: [0]}\n")
+    out = tmp_path / "ov"
+    assert main(["export", str(export_model_dir), "--format", "openvino", "--data", str(recipe),
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "export.json").read_text())
+    assert record["seq_len"] == 24 and record["precision"] == "fp32"
+
+
+def test_failed_verification_exits_1_naming_the_artifact(export_model_dir, tiny_data_dir,
+                                                         tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model_dir = tmp_path / "teacher"
+    shutil.copytree(export_model_dir, model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():  # classes 0 and 1 nearly tied: int8 rounding flips them
+        model.classifier.weight[1] = model.classifier.weight[0] + 1e-4 * torch.randn(128)
+        model.classifier.bias[1] = model.classifier.bias[0]
+    model.save_pretrained(model_dir)
+    out = tmp_path / "bad"
+    code = main(["export", str(model_dir), "--format", "onnx", "--precision", "int8-dynamic",
+                 "--data", str(tiny_data_dir), *SEQ, "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "teacher-onnx-int8-dynamic failed verification" in printed
+    assert (out / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--format", "onnx", "--precision", "int8-static"], "int8-static needs calibration"),
+    (["--format", "onnx", "--calibration-samples", "0"], "--calibration-samples must be >= 1"),
+    (["--format", "onnx", "--data", "/nonexistent/data"], "data path not found"),
+])
+def test_user_mistakes_are_one_line_errors(argv, message, export_model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["export", str(export_model_dir), *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_not_a_model_folder_is_a_one_line_error(tiny_data_dir, tmp_path, capsys):
+    code = main(["export", str(tiny_data_dir), "--format", "onnx", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not a model folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_with_other_labels_than_the_model_is_refused(export_model_dir, tmp_path, capsys):
+    data = tmp_path / "two-labels"
+    for label in ("a", "b"):
+        (data / label).mkdir(parents=True)
+        for i in range(6):
+            (data / label / f"{i}.txt").write_text(f"the match {label} {i}\n")
+    code = main(["export", str(export_model_dir), "--format", "onnx", "--data", str(data),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "the model has 3 labels but the data has 2" in capsys.readouterr().err
