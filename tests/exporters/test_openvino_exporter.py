@@ -1,0 +1,46 @@
+"""OpenVINO specifics: IR pair on disk, dynamic shapes, fp16 and int8 weights in the IR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+ov = pytest.importorskip("openvino", reason="openvino is not installed")
+
+from edgekd.exporters import openvino as ov_exporter  # noqa: E402
+
+
+def element_types(xml) -> set[str]:
+    model = ov.Core().read_model(str(xml))
+    return {op.get_output_element_type(0).get_type_name() for op in model.get_ops()
+            if op.get_type_name() == "Constant"}
+
+
+def test_ir_is_an_xml_bin_pair_with_dynamic_shapes(exported):
+    folder, record = exported("openvino", "fp32")
+    assert record["artifact"] == "model.xml" and (folder / "model.bin").is_file()
+    assert record["size_bytes"] >= (folder / "model.bin").stat().st_size
+    model = ov.Core().read_model(str(folder / "model.xml"))
+    assert [i.get_any_name() for i in model.inputs] == record["input_names"]
+    for port in model.inputs:
+        assert port.get_partial_shape().is_dynamic
+    assert model.outputs[0].get_any_name() == "logits"
+
+
+def test_fp16_and_int8_weights_are_stored_as_such(exported):
+    assert "f16" in element_types(exported("openvino", "fp16")[0] / "model.xml")
+    assert "f16" not in element_types(exported("openvino", "fp32")[0] / "model.xml")
+    assert {"u8", "i8"} & element_types(exported("openvino", "int8-dynamic")[0] / "model.xml")
+    static = ov.Core().read_model(str(exported("openvino", "int8-static")[0] / "model.xml"))
+    assert any(op.get_type_name() == "FakeQuantize" for op in static.get_ops())
+
+
+def test_runs_any_batch_and_sequence_length(exported, task_inputs):
+    folder, _ = exported("openvino", "fp32")
+    run = ov_exporter.load(folder / "model.xml", threads=1)
+    for batch, seq in ((1, 32), (4, 12)):
+        feeds = {k: v[:batch, :seq] for k, v in task_inputs[0].items()}
+        out = run(feeds)
+        assert out.shape == (batch, 3) and np.isfinite(out).all()
+    with pytest.raises(Exception, match="needs inputs"):
+        run({"input_ids": task_inputs[0]["input_ids"][:1]})
