@@ -84,7 +84,8 @@ def summary_table(report: dict[str, Any]):
     where = f" ({fmt_setting(student)})" if student else ""
     table = Table(title=f"Teacher vs best student{where}")
     for column in ("", "teacher", "best student", "student vs teacher"):
-        table.add_column(column, justify="left" if not column else "right")
+        # fold, not ellipsis: artifact names are the point of the table
+        table.add_column(column, justify="left" if not column else "right", overflow="fold")
     if not rows:
         table.add_row("no teacher and student measured in the same setting", "—", "—", "—")
     for row in rows:
