@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from edgekd.errors import EdgekdError
+from edgekd.exporters.verify import conversion_error
 
 FORMAT = "onnx"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -129,7 +130,7 @@ def _export_raw(model_dir: Path, folder: Path) -> Path:
     except EdgekdError:
         raise
     except Exception as exc:  # the exporter's message names the unsupported operator
-        raise EdgekdError(f"onnx export of {model_dir} failed: {_first_line(exc)}") from None
+        raise conversion_error("onnx", f"export of {model_dir}", exc) from None
     return folder / ARTIFACT
 
 
@@ -150,7 +151,7 @@ def _optimize(raw: Path, model_dir: Path, out: Path, fp16: bool) -> Path:
             model.convert_float_to_float16(keep_io_types=True)
         model.save_model_to_file(str(out))
     except Exception as exc:
-        raise EdgekdError(f"onnx graph optimisation failed: {_first_line(exc)}") from None
+        raise conversion_error("onnx", "graph optimisation", exc) from None
     return out
 
 
@@ -165,7 +166,7 @@ def _quantize_dynamic(model: Path, out: Path) -> dict:
                          weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     except Exception as exc:
-        raise EdgekdError(f"onnx int8-dynamic quantisation failed: {_first_line(exc)}") from None
+        raise conversion_error("onnx", "int8-dynamic quantisation", exc) from None
     return {"quantization": "dynamic", "weight_type": "int8", "per_channel": True,
             "reduce_range": reduce_range, "reduce_range_reason": _reduce_range_reason(reduce_range)}
 
@@ -203,7 +204,7 @@ def _quantize_static(raw: Path, out: Path, calibration: dict[str, np.ndarray], w
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     except Exception as exc:
-        raise EdgekdError(f"onnx int8-static quantisation failed: {_first_line(exc)}") from None
+        raise conversion_error("onnx", "int8-static quantisation", exc) from None
     return {"quantization": "static-qdq", "op_types": list(STATIC_OP_TYPES),
             "activation_type": "uint8", "weight_type": "int8",
             "per_channel": True, "calibration_method": "minmax", "calibration_samples": n,

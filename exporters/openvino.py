@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgekd.errors import EdgekdError
+from edgekd.exporters.verify import conversion_error
 
 FORMAT = "openvino"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -59,7 +60,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
     try:
         ov.save_model(model, str(Path(out_dir) / ARTIFACT), compress_to_fp16=precision == "fp16")
     except Exception as exc:
-        raise EdgekdError(f"openvino: cannot save the IR: {_first_line(exc)}") from None
+        raise conversion_error("openvino", "saving the IR", exc) from None
     if precision == "fp16":
         settings["weights"] = "fp16"
     return {"artifact": ARTIFACT, "batch_size": None, "input_names": names,
@@ -132,7 +133,7 @@ def _convert(model_dir: Path, seq_len: int):
             ov_model = ov.convert_model(_logits_only(model), example_input=example,
                                         input=list(zip(names, dynamic)))
     except Exception as exc:  # the converter's message names the unsupported operator
-        raise EdgekdError(f"openvino conversion of {model_dir} failed: {_first_line(exc)}") from None
+        raise conversion_error("openvino", f"conversion of {model_dir}", exc) from None
     for port, name in zip(ov_model.inputs, names):
         port.get_tensor().set_names({name})
     ov_model.outputs[0].get_tensor().set_names({"logits"})
@@ -145,7 +146,7 @@ def _compress_weights(model):
     try:
         return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     except Exception as exc:
-        raise EdgekdError(f"openvino int8 weight compression failed: {_first_line(exc)}") from None
+        raise conversion_error("openvino", "int8 weight compression", exc) from None
 
 
 def _quantize(model, names: list[str], calibration: dict[str, np.ndarray]):
@@ -162,7 +163,7 @@ def _quantize(model, names: list[str], calibration: dict[str, np.ndarray]):
                                   model_type=nncf.ModelType.TRANSFORMER,
                                   preset=nncf.QuantizationPreset.PERFORMANCE)
     except Exception as exc:
-        raise EdgekdError(f"openvino int8-static quantisation failed: {_first_line(exc)}") from None
+        raise conversion_error("openvino", "int8-static quantisation", exc) from None
     return quantized, n
 
 

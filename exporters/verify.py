@@ -20,6 +20,34 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 GENERATED_EXAMPLES = 32
 
 
+_OPERATOR_PATTERNS = (
+    r"(aten::[A-Za-z0-9_.]+)",                       # torch ops named by both converters
+    r"operator '?([A-Za-z0-9_:.]+)'?",                 # "Exporting the operator 'x' ..."
+    r"[Oo]p(?:erator)? type[: ]+'?([A-Za-z0-9_:.]+)",  # ONNX Runtime / OpenVINO node types
+    r"(?:No|Unsupported) [Oo]p(?:eration)?[: ]+'?([A-Za-z0-9_:.]+)",
+)
+
+
+def conversion_error(fmt: str, what: str, exc: BaseException) -> EdgekdError:
+    """A one-line EdgekdError for a converter failure: the format, what failed, the converter's
+    first line, and the operator when the converter's (possibly multi-line) message names one."""
+    import re
+
+    text = str(exc).strip() or type(exc).__name__
+    # OpenVINO's first lines are C++ source locations; keep the first line a person can use.
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and " failed at src/" not in line and not line.startswith("Check '")]
+    first = (lines[0] if lines else text.splitlines()[0])[:300]
+    operator = None
+    for pattern in _OPERATOR_PATTERNS:
+        match = re.search(pattern, text)
+        if match:
+            operator = match.group(1).rstrip(".:,")
+            break
+    where = f" (operator {operator})" if operator and operator not in first else ""
+    return EdgekdError(f"{fmt}: {what} failed{where}: {first}")
+
+
 def check_model_dir(model_dir: str | Path) -> Path:
     """The folder if it holds a Hugging Face model (config.json + weights), else EdgekdError."""
     folder = Path(model_dir)

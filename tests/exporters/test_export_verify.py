@@ -125,3 +125,29 @@ def test_finished_export_is_skipped_on_rerun_and_redone_when_settings_change(
     redone = export_artifact(export_model_dir, "onnx", "fp32", out, role="student", seq_len=16,
                              eval_inputs=short, eval_labels=labels)
     assert redone["seq_len"] == 16 and (out / "model.onnx").stat().st_mtime_ns != stamp
+
+
+def test_conversion_errors_name_the_format_and_the_operator():
+    """Real converter failures (an op neither converter supports) become one-line errors."""
+    import io
+
+    import torch
+
+    from edgekd.exporters.verify import conversion_error
+
+    class Eig(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.eig(x)[0].real
+
+    x = torch.randn(1, 3, 3)
+    with pytest.raises(Exception) as onnx_failure:
+        torch.onnx.export(Eig(), (x,), io.BytesIO(), dynamo=False, opset_version=18)
+    error = conversion_error("onnx", "export", onnx_failure.value)
+    assert str(error).startswith("onnx: export failed") and "aten::linalg_eig" in str(error)
+    assert len(str(error).splitlines()) == 1
+    ov = pytest.importorskip("openvino", reason="openvino is not installed")
+    with pytest.raises(Exception) as ov_failure:
+        ov.convert_model(Eig(), example_input=x)
+    error = conversion_error("openvino", "conversion", ov_failure.value)
+    assert "(operator aten::linalg_eig)" in str(error) and "src/" not in str(error)
+    assert len(str(error).splitlines()) == 1
