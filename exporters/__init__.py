@@ -99,7 +99,8 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
 
     record = {"schema": SCHEMA, "name": name, "role": role, "format": fmt,
               "precision": precision, "artifact": info["artifact"],
-              "source_model": str(model_dir.resolve()), "status": "ok", "error": None,
+              "source_model": str(model_dir.resolve()),
+              "source_fingerprint": source_fingerprint(model_dir), "status": "ok", "error": None,
               "parity": None, "accuracy": None, "size_bytes": artifact_size(stage),
               "export_time_s": round(export_time, 3), "seq_len": int(seq_len),
               "batch_size": info.get("batch_size"), "input_names": list(info["input_names"]),
@@ -126,8 +127,9 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
 
 def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
                      seq_len: int) -> dict | None:
-    """The existing export.json when `out_dir` already holds an ok export of the same source,
-    format, precision and sequence length (so a rerun skips it), else None."""
+    """The existing export.json when `out_dir` already holds an ok export of the same source
+    (same folder, unchanged files), format, precision and sequence length (so a rerun skips
+    it), else None."""
     from edgekd.files import read_json
 
     path = Path(out_dir) / EXPORT_FILE
@@ -139,10 +141,24 @@ def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
         return None
     same = (record.get("status") == "ok" and record.get("format") == fmt
             and record.get("precision") == precision and record.get("seq_len") == seq_len
-            and record.get("source_model") == str(Path(model_dir).resolve()))
+            and record.get("source_model") == str(Path(model_dir).resolve())
+            and record.get("source_fingerprint") == source_fingerprint(model_dir))
     if same and (Path(out_dir) / str(record.get("artifact"))).is_file():
         return record
     return None
+
+
+def source_fingerprint(model_dir: Path) -> str:
+    """Identifies the model folder's current contents cheaply (names, sizes, mtimes of its
+    config and weights), so a retrained model is exported again rather than skipped."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for path in sorted(Path(model_dir).iterdir()):
+        if path.is_file() and (path.name == "config.json" or path.suffix in (".safetensors", ".bin")):
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
 
 
 def artifact_size(folder: Path) -> int:

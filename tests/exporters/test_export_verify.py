@@ -125,6 +125,17 @@ def test_finished_export_is_skipped_on_rerun_and_redone_when_settings_change(
     redone = export_artifact(export_model_dir, "onnx", "fp32", out, role="student", seq_len=16,
                              eval_inputs=short, eval_labels=labels)
     assert redone["seq_len"] == 16 and (out / "model.onnx").stat().st_mtime_ns != stamp
+    # A retrained (re-saved) model is a different source: redone too.
+    model_copy = tmp_path / "student"
+    shutil.copytree(export_model_dir, model_copy)
+    export_artifact(model_copy, "onnx", "fp32", out, role="student", seq_len=16,
+                    eval_inputs=short, eval_labels=labels)
+    stamp = (out / "model.onnx").stat().st_mtime_ns
+    weights = model_copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())
+    export_artifact(model_copy, "onnx", "fp32", out, role="student", seq_len=16,
+                    eval_inputs=short, eval_labels=labels)
+    assert (out / "model.onnx").stat().st_mtime_ns != stamp
 
 
 def test_conversion_errors_name_the_format_and_the_operator():
