@@ -92,19 +92,19 @@ def print_summary(records: list[dict], where: Path | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="export", box=box.SIMPLE_HEAD)
-    table.add_column("artifact", no_wrap=True, min_width=24)
-    for column in ("status", "MB", "max |diff|", "agree", "accuracy", "time s"):
-        table.add_column(column, justify="right")
+    table = Table(title="export", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("artifact", no_wrap=True)
+    for column in ("status", "MB", "max|diff|", "agree", "acc", "time s"):
+        table.add_column(column, justify="right", no_wrap=True)
     for r in records:
         parity = r.get("parity") or {}
         accuracy = r.get("accuracy")
         table.add_row(
             r["name"], "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]",
-            f"{r['size_bytes'] / 1e6:.2f}",
-            f"{parity['max_abs_diff']:.2e}" if parity else "-",
-            f"{parity['top1_agreement']:.1%}" if parity else "-",
-            f"{accuracy:.1%}" if accuracy is not None else "-",
+            f"{r['size_bytes'] / 1e6:.1f}",
+            f"{parity['max_abs_diff']:.1e}" if parity else "-",
+            f"{parity['top1_agreement']:.0%}" if parity else "-",
+            f"{accuracy:.0%}" if accuracy is not None else "-",
             f"{r['export_time_s']:.1f}")
     console = Console()
     console.print(table)
