@@ -57,6 +57,11 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
+def installed_versions(*names: str) -> dict[str, str]:
+    """Versions of the given distributions that are installed (missing ones left out)."""
+    return {name: v for name, v in library_versions(names).items() if v is not None}
+
+
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None]:
     """Installed version of each distribution (None when it is not installed)."""
     versions: dict[str, str | None] = {}

@@ -7,6 +7,18 @@ from rich.table import Table
 
 console = Console(highlight=False)
 
+# Library loggers whose start-up chatter says nothing to an edgekd user (optional kernels that
+# a CPU build lacks, deprecation notes aimed at library authors).
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch._dynamo", "nncf", "absl")
+
+
+def quiet_libraries() -> None:
+    """Raise the noisy libraries' log level to errors; edgekd's own output is on `console`."""
+    import logging
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 def distill_table(teacher: dict, student: dict) -> Table:
     """Teacher vs student: accuracy, macro-F1, retention %, parameters."""

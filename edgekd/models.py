@@ -11,7 +11,7 @@ import copy
 import os
 from pathlib import Path
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 from edgekd.recipe import StudentConfig, resolve_path
 
 
@@ -41,7 +41,7 @@ def load_config(source: str):
     try:
         return AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise EdgekdError(f"cannot load model config from '{source}': {_first_line(exc)}") from None
+        raise EdgekdError(f"cannot load model config from '{source}': {first_line(exc)}") from None
 
 
 def load_classifier(source: str, labels: list[str], what: str = "model",
@@ -63,7 +63,7 @@ def load_classifier(source: str, labels: list[str], what: str = "model",
             label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
             **({"attn_implementation": attn_implementation} if attn_implementation else {}))
     except (OSError, ValueError, KeyError) as exc:
-        raise EdgekdError(f"cannot load {what} from '{source}': {_first_line(exc)}") from None
+        raise EdgekdError(f"cannot load {what} from '{source}': {first_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(level)
 
@@ -75,7 +75,7 @@ def load_tokenizer(source: str):
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
-        raise EdgekdError(f"cannot load the tokenizer of '{source}': {_first_line(exc)}") from None
+        raise EdgekdError(f"cannot load the tokenizer of '{source}': {first_line(exc)}") from None
 
 
 def encoder_layers_path(model) -> str:
@@ -150,8 +150,3 @@ def count_parameters(model) -> int:
             seen.add(id(param))
             total += param.numel()
     return total
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -32,6 +32,9 @@ def prepare(args) -> Prepared:
     from edgekd.data import load_task_data
     from edgekd.models import check_model_source, check_student_config, load_config
 
+    from edgekd.console import quiet_libraries
+
+    quiet_libraries()
     recipe = load_recipe(args.recipe, args.overrides)
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     data = load_task_data(recipe.data)

@@ -71,7 +71,7 @@ def export_stage(recipe, data, run_dir: Path) -> list[dict]:
 def bench_stage(recipe, run_dir: Path) -> list[dict]:
     """Benchmark the PyTorch teacher and student and every ok export on every target and thread
     setting of the recipe; each result is its own file under bench/<target>/."""
-    from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry
+    from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry, resolve_artifact
     from edgekd.targets.profiles import target_slug
 
     artifacts = [run_dir / "teacher", run_dir / "student"]
@@ -86,19 +86,20 @@ def bench_stage(recipe, run_dir: Path) -> list[dict]:
         for artifact, target, threads in jobs:
             bar.update(task, description=f"{artifact.name} on {target}, {threads} thread(s)")
             folder = run_dir / "bench" / target_slug(target)
-            name = artifact.name if artifact.name.count("-") >= 2 else f"{artifact.name}-pytorch-fp32"
-            result_file = folder / entry_file_name({"name": name, "threads": threads})
-            if result_file.is_file():
-                entries.append(read_json(result_file))
-                bar.advance(task)
-                continue
             try:
+                name = resolve_artifact(artifact).name
+                result_file = folder / entry_file_name({"name": name, "threads": threads})
+                done = read_json(result_file) if result_file.is_file() else None
+                if done and done.get("status") == "ok":  # measured by an earlier run; failures retry
+                    entries.append(done)
+                    bar.advance(task)
+                    continue
                 entry = bench_artifact(artifact, target, threads=threads, batch_size=b.batch_size,
                                        seq_len=recipe.seq_len, warmup=b.warmup,
                                        min_iterations=b.min_iterations, min_time_s=b.min_time_s,
                                        energy=b.energy)
             except EdgekdError as exc:
-                console.print(f"  [red]{name} on {target}: {exc}[/]")
+                console.print(f"  [red]{artifact.name} on {target}: {exc}[/]")
                 entry = failed_entry(artifact, target, threads, str(exc), batch_size=b.batch_size,
                                      seq_len=recipe.seq_len)
             write_json_atomic(folder / entry_file_name(entry), entry)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 
 SCHEMA = "edgekd.export/1"
 EXPORT_FILE = "export.json"
@@ -115,7 +115,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     except EdgekdError as exc:
         record["error"] = f"{fmt} artifact does not run in its runtime: {exc}"
     except Exception as exc:  # a runtime crash on a freshly exported artifact is a failed export
-        record["error"] = f"{fmt} artifact does not run in its runtime: {_first_line(exc)}"
+        record["error"] = f"{fmt} artifact does not run in its runtime: {first_line(exc)}"
     if record["error"]:
         record["status"] = "failed"
     save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},
@@ -172,8 +172,3 @@ def _remove(folder: Path) -> None:
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -21,7 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.benchmarks.environment import installed_versions
+from edgekd.errors import EdgekdError, first_line
 from edgekd.exporters.verify import conversion_error
 
 FORMAT = "onnx"
@@ -88,7 +89,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
                 if precision == "fp16":
                     settings["keep_io_types"] = True
     return {"artifact": ARTIFACT, "batch_size": None, "input_names": input_names,
-            "tools": _versions("optimum-onnx", "optimum", "onnx", "onnxruntime", "torch",
+            "tools": installed_versions("optimum-onnx", "optimum", "onnx", "onnxruntime", "torch",
                                "transformers"),
             "settings": settings}
 
@@ -107,7 +108,7 @@ def load(artifact: Path, threads: int | None = None) -> Callable[[dict[str, np.n
     try:
         session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise EdgekdError(f"onnx: cannot load {artifact}: {_first_line(exc)}") from None
+        raise EdgekdError(f"onnx: cannot load {artifact}: {first_line(exc)}") from None
     names = [i.name for i in session.get_inputs()]
     output = session.get_outputs()[0].name
 
@@ -223,20 +224,3 @@ def _input_names(model_path: Path) -> list[str]:
     graph = onnx.load(str(model_path), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
     return [i.name for i in graph.input if i.name not in initializers]
-
-
-def _versions(*dists: str) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in dists:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

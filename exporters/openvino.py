@@ -16,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.benchmarks.environment import installed_versions
+from edgekd.errors import EdgekdError, first_line
 from edgekd.exporters.verify import conversion_error
 
 FORMAT = "openvino"
@@ -64,7 +65,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
     if precision == "fp16":
         settings["weights"] = "fp16"
     return {"artifact": ARTIFACT, "batch_size": None, "input_names": names,
-            "tools": _versions("openvino", "nncf", "torch", "transformers"), "settings": settings}
+            "tools": installed_versions("openvino", "nncf", "torch", "transformers"), "settings": settings}
 
 
 def load(artifact: Path, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -81,7 +82,7 @@ def load(artifact: Path, threads: int | None = None) -> Callable[[dict[str, np.n
     try:
         compiled = ov.Core().compile_model(str(artifact), "CPU", config)
     except Exception as exc:  # openvino raises RuntimeError with a multi-line trace
-        raise EdgekdError(f"openvino: cannot load {artifact}: {_first_line(exc)}") from None
+        raise EdgekdError(f"openvino: cannot load {artifact}: {first_line(exc)}") from None
     names = [port.get_any_name() for port in compiled.inputs]
     request = compiled.create_infer_request()
 
@@ -165,20 +166,3 @@ def _quantize(model, names: list[str], calibration: dict[str, np.ndarray]):
     except Exception as exc:
         raise conversion_error("openvino", "int8-static quantisation", exc) from None
     return quantized, n
-
-
-def _versions(*dists: str) -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for dist in dists:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

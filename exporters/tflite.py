@@ -17,13 +17,13 @@ import importlib
 import importlib.util
 import re
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.benchmarks.environment import installed_versions
+from edgekd.errors import EdgekdError, first_line
 
 FORMAT = "tflite"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
@@ -83,7 +83,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
         raise EdgekdError("tflite int8-static needs calibration data (export.calibration_samples)")
     out_dir = Path(out_dir)
     model, input_names = _load_model(Path(model_dir), seq_len)
-    tools = _versions("torch", "transformers", "litert-torch", "ai-edge-litert")
+    tools = installed_versions("torch", "transformers", "litert-torch", "ai-edge-litert")
     settings = {"seq_len": seq_len, "batch_size": 1, "enable_x64": False,
                 "batching": "fixed batch 1; load() runs b rows as b invocations"}
     if precision == "fp32":
@@ -94,7 +94,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
             convert(model, input_names, seq_len, float_path)
             settings |= tflite_quant.quantize(float_path, out_dir / ARTIFACT, precision,
                                               calibration)
-        tools |= _versions("ai-edge-quantizer")
+        tools |= installed_versions("ai-edge-quantizer")
     settings["input_dtype"] = _input_dtype(out_dir / ARTIFACT)
     return {"artifact": ARTIFACT, "batch_size": 1, "input_names": list(input_names),
             "tools": tools, "settings": settings}
@@ -116,7 +116,7 @@ def convert(model, input_names: tuple[str, ...], seq_len: int, path: Path) -> Pa
         operator = _operator_in(str(exc))
         where = f" at operator {operator}" if operator else ""
         raise EdgekdError(f"tflite: litert-torch conversion failed{where}: "
-                          f"{_first_line(exc)}") from exc
+                          f"{first_line(exc)}") from exc
     return path
 
 
@@ -156,7 +156,7 @@ def _load_model(model_dir: Path, seq_len: int):
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir, attn_implementation="eager", dtype=torch.float32).eval()
     except (OSError, ValueError) as exc:
-        raise EdgekdError(f"tflite: cannot load {model_dir}: {_first_line(exc)}") from None
+        raise EdgekdError(f"tflite: cannot load {model_dir}: {first_line(exc)}") from None
     accepted = inspect.signature(model.forward).parameters
     names = _tokenizer_input_names(model_dir)
     input_names = tuple(n for n in INPUT_NAMES if n in accepted and (names is None or n in names))
@@ -189,7 +189,7 @@ def load(artifact: Path,
         interpreter = interpreter_cls(model_path=str(artifact), num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise EdgekdError(f"tflite: {runtime} cannot open {artifact}: {_first_line(exc)}") from None
+        raise EdgekdError(f"tflite: {runtime} cannot open {artifact}: {first_line(exc)}") from None
     inputs = _input_tensors(interpreter)
     output = interpreter.get_output_details()[0]
     seq_len = int(next(iter(inputs.values()))["shape"][-1])
@@ -290,18 +290,3 @@ def _input_dtype(path: Path) -> str:
     interpreter_cls, _ = interpreter_class()
     details = interpreter_cls(model_path=str(path)).get_input_details()
     return ",".join(sorted({np.dtype(d["dtype"]).name for d in details}))
-
-
-def _versions(*dists: str) -> dict[str, str]:
-    out = {}
-    for dist in dists:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 
 SIGNATURE = "serving_default"  # the signature name litert_torch gives the default model entry
 
@@ -114,11 +114,6 @@ def quantize(float_model: Path, out_path: Path, precision: str,
         raise
     except (ValueError, RuntimeError, KeyError) as exc:
         raise EdgekdError(f"tflite {precision}: ai-edge-quantizer failed: "
-                          f"{_first_line(exc)}") from None
+                          f"{first_line(exc)}") from None
     Path(out_path).write_bytes(bytes(result.quantized_model))
     return settings
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -122,6 +122,7 @@ def training_arguments(output_dir: Path, epochs: float, learning_rate: float, ba
         data_seed=seed,
         remove_unused_columns=False,   # keep teacher_logits in the batch
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinning only helps a GPU copy
         disable_tqdm=False,
     )
 
