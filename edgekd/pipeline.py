@@ -107,7 +107,6 @@ def run_command(args) -> int:
     timings["bench"] = _timed(lambda: stages.bench_stage(recipe, run_dir))
     console.rule("4/4 report")
     start = time.perf_counter()
-    timings["report"] = 0.0
     report = stages.report_stage(run_dir, timings)
     timings["report"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - started
@@ -118,7 +117,9 @@ def run_command(args) -> int:
         console.print(f"[red]failed artifacts[/] (see report.md): {', '.join(sorted(set(failed)))}")
     console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     console.print(f"report: {run_dir / 'report.html'}  (also report.md, report.json)")
-    return 0
+    # Everything that could be done was done and reported; a failed artifact still fails the
+    # command, so a script or CI job notices it.
+    return 1 if failed else 0
 
 
 def _timed(work) -> float:
