@@ -39,7 +39,7 @@ def test_run_writes_the_whole_run_folder(run_once):
             assert entry["latency_ms"]["n"] >= 5 and entry["latency_ms"]["p50"] > 0
             assert len(entry["samples_ms"]) == entry["latency_ms"]["n"]
             assert entry["energy_method"].startswith(("estimate", "rapl", "hwmon", "nvml", "command"))
-    assert set(report["timings_s"]) >= {"distill", "export", "bench", "report"}
+    assert set(report["timings_s"]) >= {"distill", "export", "bench"}  # the stages before the report
     assert "Teacher vs best student" in proc.stdout
 
 
