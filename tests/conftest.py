@@ -1,4 +1,5 @@
-"""Shared fixtures: a generated keyword dataset and tiny random-init BERT models."""
+"""Shared fixtures: a generated keyword dataset, a tiny random-init BERT model and its real
+ONNX / OpenVINO / TFLite export folders (made once per session)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # tiny.py, tests_recipe.py
+sys.path.insert(0, str(Path(__file__).parent))  # tiny.py, artifacts.py, tests_recipe.py
 
+import artifacts  # noqa: E402
 from tiny import make_keyword_dataset, make_tiny_bert  # noqa: E402
 
 
@@ -24,32 +26,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
-@pytest.fixture()
-def tiny_recipe(tmp_path, tiny_data_dir, tiny_model_dir) -> Path:
-    """A recipe file for a quick run on the tiny model and data."""
-    path = tmp_path / "recipe.yaml"
-    path.write_text(f"""\
-name: tiny
-data:
-  path: {tiny_data_dir}
-  max_length: 32
-teacher:
-  model: {tiny_model_dir}
-  fine_tune: {{epochs: 3, learning_rate: 1.0e-3, batch_size: 16}}
-student:
-  from_teacher: {{layers: [1]}}
-distill:
-  epochs: 3
-  learning_rate: 1.0e-3
-  batch_size: 16
-export:
-  formats: [onnx]
-  precisions: [fp32]
-  calibration_samples: 16
-bench:
-  threads: [1]
-  warmup: 2
-  min_iterations: 5
-  min_time_s: 0
-""")
-    return path
+@pytest.fixture(scope="session")
+def onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    return artifacts.onnx_export(tmp_path_factory, tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def openvino_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    return artifacts.openvino_export(tmp_path_factory, tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tflite_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    return artifacts.tflite_export(tmp_path_factory, tiny_model_dir)

@@ -1,4 +1,4 @@
-"""Fixtures of the target tests: tiny export folders and a real sshd on 127.0.0.1."""
+"""Fixtures of the target tests: a real sshd on 127.0.0.1 and the device virtualenv."""
 
 from __future__ import annotations
 
@@ -6,29 +6,14 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-
-import artifacts  # noqa: E402
-
 REPO = Path(__file__).parents[2]
 SSHD = Path("/usr/sbin/sshd")
 DEVICE_PYTHON = REPO / ".venv-device" / "bin" / "python"
-
-
-@pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    return artifacts.onnx_export(tmp_path_factory, tiny_model_dir)
-
-
-@pytest.fixture(scope="session")
-def tflite_dir(tmp_path_factory, tiny_model_dir) -> Path:
-    return artifacts.tflite_export(tmp_path_factory, tiny_model_dir)
 
 
 @pytest.fixture(scope="session")

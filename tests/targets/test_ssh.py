@@ -99,7 +99,7 @@ def test_hung_runner_times_out_and_cleans_up(sshd, device_python, onnx_dir, tmp_
 
 def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_path_factory,
                                           tiny_model_dir):
-    import artifacts  # tests/benchmarks, put on sys.path by conftest
+    import artifacts  # tests/artifacts.py, put on sys.path by the root conftest
 
     folder = artifacts.openvino_export(tmp_path_factory, tiny_model_dir)  # no openvino on the device
     with pytest.raises(EdgekdError, match="pip install openvino"):
