@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.benchmarks.report_rows import is_ok, latency
+from edgekd.benchmarks.report_rows import fmt_ms, fmt_ratio, is_ok, latency
 
 SCHEMA = "edgekd.hardware/1"
 MATCH_KEY = ("name", "format", "precision", "threads", "batch_size", "seq_len")
@@ -69,3 +69,20 @@ def compare_targets(reports: list[dict[str, Any]]) -> dict[str, Any]:
                                                    r["threads"] or 0, r["batch_size"] or 0))
     return {"schema": SCHEMA, "runs": [r.get("run") for r in reports], "targets": targets,
             "environments": environments, "rows": ordered}
+
+
+def comparison_table(hardware: dict[str, Any]) -> tuple[list[str], list[list]]:
+    """Header and rows of the hardware comparison (p50 per target, ratio to the first target),
+    shared by the Markdown and HTML views."""
+    targets = hardware["targets"]
+    reference = targets[0]
+    header = ["artifact", "threads", "batch", "seq", *[f"p50 {t}" for t in targets],
+              *[f"{t} vs {reference}" for t in targets[1:]]]
+    rows = []
+    for row in hardware["rows"]:
+        p50 = row["p50_ms"]
+        rows.append([row["name"], row["threads"], row["batch_size"], row["seq_len"],
+                     *[fmt_ms(p50.get(t)) for t in targets],
+                     *[fmt_ratio(p50[t] / p50[reference]) if p50.get(t) and p50.get(reference)
+                       else "—" for t in targets[1:]]])
+    return header, rows

@@ -14,7 +14,7 @@ from typing import Any
 from edgekd.benchmarks import plots
 from edgekd.benchmarks.report_md import MAIN_COLUMNS, environment_lines, row_cells
 from edgekd.benchmarks.report_rows import (
-    comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting,
+    comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_setting,
     is_estimate, latency, pareto_front, setting)
 
 CSS = """
@@ -97,17 +97,11 @@ def setting_section(rows: list[dict[str, Any]]) -> str:
 
 def hardware_section(hardware: dict[str, Any]) -> str:
     """Target against target: the table (p50 per target, ratio to the first) and a grouped plot."""
+    from edgekd.benchmarks.hardware import comparison_table
+
     targets = hardware["targets"]
     ref = targets[0]
-    header = ["artifact", "threads", "batch", "seq", *[f"p50 {t}" for t in targets],
-              *[f"{t} vs {ref}" for t in targets[1:]]]
-    rows = []
-    for row in hardware["rows"]:
-        p50 = row["p50_ms"]
-        rows.append([row["name"], row["threads"], row["batch_size"], row["seq_len"],
-                     *[fmt_ms(p50.get(t)) for t in targets],
-                     *[fmt_ratio(p50[t] / p50[ref]) if p50.get(t) and p50.get(ref) else "—"
-                       for t in targets[1:]]])
+    header, rows = comparison_table(hardware)
     groups = [{"label": f"{r['name']} (t{r['threads']})",
                "values": {t: (r["p50_ms"].get(t), r["p99_ms"].get(t)) for t in targets}}
               for r in hardware["rows"] if any(r["p50_ms"].values())]

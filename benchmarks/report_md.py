@@ -94,17 +94,10 @@ def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = No
 
 def hardware_markdown(hardware: dict[str, Any]) -> str:
     """The hardware comparison: one row per artifact, p50 per target and the ratio to the first."""
-    targets = hardware["targets"]
-    reference = targets[0]
-    header = ["artifact", "threads", "batch", "seq", *[f"p50 {t}" for t in targets],
-              *[f"{t} vs {reference}" for t in targets[1:]]]
-    rows = []
-    for row in hardware["rows"]:
-        p50 = row["p50_ms"]
-        rows.append([row["name"], row["threads"], row["batch_size"], row["seq_len"],
-                     *[fmt_ms(p50.get(t)) for t in targets],
-                     *[fmt_ratio(p50[t] / p50[reference]) if p50.get(t) and p50.get(reference)
-                       else "—" for t in targets[1:]]])
+    from edgekd.benchmarks.hardware import comparison_table
+
+    header, rows = comparison_table(hardware)
+    reference = hardware["targets"][0]
     note = (f"Ratio = p50 on the target / p50 on {reference} (below 1× is faster). "
             f"Each column is one target; settings are matched exactly.")
     return "\n".join(["## Hardware comparison", "", table(header, rows), "", note])
