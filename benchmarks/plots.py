@@ -136,24 +136,35 @@ def _legend_formats(x: int, y: int, formats: set) -> str:
     return "".join(parts)
 
 
+def _linear_x_axis(hi: float, left: float, plot_width: float):
+    """Ticks from 0 to past `hi`, the value -> x-pixel function, and the plot width."""
+    ticks = nice_ticks(0, hi)
+
+    def px(v):
+        return left + v / ticks[-1] * plot_width
+
+    return ticks, px, plot_width
+
+
+def _x_grid(ticks, px, top: float, base: float) -> str:
+    """Vertical grid lines at the ticks with their labels under the plot."""
+    return "".join(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{base}" stroke="#e5e7eb"/>'
+                   f'<text x="{px(t):.1f}" y="{base + 16}" text-anchor="middle">{_fmt_tick(t)}</text>'
+                   for t in ticks)
+
+
 def whiskers(rows: list[dict], title: str, width: int = 760) -> str:
     """Latency per artifact: a bar to p50 with a whisker from p50 to p99 (tick at p90).
     `rows` hold label, p50, p90, p99 and teacher (bool)."""
     left, right, top, row_h = 230, 40, 34, 26
     height = top + row_h * len(rows) + 40
     hi = max(r["p99"] or r["p50"] for r in rows) * 1.05
-    ticks = nice_ticks(0, hi)
-    pw = width - left - right
-
-    def px(v):
-        return left + v / ticks[-1] * pw
+    ticks, px, pw = _linear_x_axis(hi, left, width - left - right)
 
     out = [_svg_open(width, height, title, "whiskers"),
            f'<text x="10" y="18" font-weight="600">{escape(title)}</text>']
     base = top + row_h * len(rows)
-    for t in ticks:
-        out.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{base}" stroke="#e5e7eb"/>'
-                   f'<text x="{px(t):.1f}" y="{base + 16}" text-anchor="middle">{_fmt_tick(t)}</text>')
+    out.append(_x_grid(ticks, px, top, base))
     out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">latency (ms): '
                f'bar = p50, whisker = p50–p99, tick = p90</text>')
     for i, r in enumerate(rows):
@@ -213,11 +224,7 @@ def grouped_bars(groups: list[dict], series: list[str], title: str, width: int =
     group_h = bar_h * len(series) + 12
     height = top + group_h * len(groups) + 40
     hi = max((v[1] or v[0]) for g in groups for v in g["values"].values() if v[0]) * 1.05
-    ticks = nice_ticks(0, hi)
-    pw = width - left - right
-
-    def px(v):
-        return left + v / ticks[-1] * pw
+    ticks, px, pw = _linear_x_axis(hi, left, width - left - right)
 
     out = [_svg_open(width, height, title, "hardware"),
            f'<text x="10" y="18" font-weight="600">{escape(title)}</text>']
@@ -226,9 +233,7 @@ def grouped_bars(groups: list[dict], series: list[str], title: str, width: int =
         out.append(f'<rect x="{lx}" y="{ly - 10}" width="12" height="12" fill="{SERIES_COLORS[k % 6]}"/>'
                    f'<text x="{lx + 16}" y="{ly}">{escape(name)}</text>')
     base = top + group_h * len(groups)
-    for t in ticks:
-        out.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{base}" stroke="#e5e7eb"/>'
-                   f'<text x="{px(t):.1f}" y="{base + 16}" text-anchor="middle">{_fmt_tick(t)}</text>')
+    out.append(_x_grid(ticks, px, top, base))
     out.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">p50 latency (ms), '
                f'whisker to p99</text>')
     for i, g in enumerate(groups):
