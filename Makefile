@@ -35,7 +35,7 @@ demo: setup
 	$(VENV)/bin/edgekd run
 
 test: setup system-deps device-venv
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -rs --durations=10
 
 # Heavy end-to-end checks on the real default model and data (not part of `make test`).
 e2e: setup system-deps device-venv

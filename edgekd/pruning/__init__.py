@@ -1,0 +1,1 @@
+"""Making a student genuinely smaller: structured width pruning and vocabulary trimming."""
