@@ -43,7 +43,7 @@ e2e: setup system-deps device-venv
 
 # How close edgekd's numbers are to the vendors' tools, harness overhead, run-to-run spread.
 bench-fidelity: setup
-	$(PY) -m edgekd.benchmarks.fidelity
+	$(PY) scripts/fidelity.py
 
 clean:
 	rm -rf $(VENV) .venv-device .pytest_cache build *.egg-info

@@ -1,1 +1,2 @@
-"""The benchmark harness: on-device runner, statistics, meters, reports, regression compare."""
+"""The benchmark harness: the on-device runner and its runtime adapters, typed contracts,
+statistics, memory and energy meters, and the host orchestration (`bench.py`, `command.py`)."""

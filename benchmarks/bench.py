@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekd.benchmarks import runtimes
+from edgekd.benchmarks.contracts import BenchEntry, ContractError, ExportRecord, Report, RunnerResult
 from edgekd.errors import EdgekdError
 
-SUFFIX_FORMATS = {".onnx": "onnx", ".xml": "openvino", ".tflite": "tflite"}
 INPUTS_FILE = "inputs.npz"
 
 
@@ -44,18 +45,22 @@ def _read_json(path: Path, what: str) -> dict:
     return data
 
 
-def _from_export(folder: Path, export: dict) -> Artifact:
+def _from_export(folder: Path, data: dict) -> Artifact:
     where = folder / "export.json"
-    if export.get("status", "ok") != "ok":
-        raise EdgekdError(f"{folder}: the export failed ({export.get('error') or 'no reason given'}); "
+    try:
+        record = ExportRecord.from_dict(data, str(where))
+    except ContractError as exc:
+        raise EdgekdError(f"{exc} (docs/contracts.md)") from None
+    if record.status != "ok":
+        raise EdgekdError(f"{folder}: the export failed ({record.error or 'no reason given'}); "
                           "a failed export is never benchmarked")
-    if not export.get("artifact") or not export.get("format"):
-        raise EdgekdError(f"{where}: needs 'artifact' and 'format' (docs/contracts.md)")
-    path = folder / export["artifact"]
+    if not record.artifact:
+        raise EdgekdError(f"{where}: needs 'artifact' (docs/contracts.md)")
+    path = folder / record.artifact
     if not path.exists():
-        raise EdgekdError(f"{where} names artifact '{export['artifact']}', which is missing")
-    return Artifact(path, folder / INPUTS_FILE, export.get("name") or folder.name, export.get("role"),
-                    export["format"], export.get("precision"), export, export.get("accuracy"))
+        raise EdgekdError(f"{where} names artifact '{record.artifact}', which is missing")
+    return Artifact(path, folder / INPUTS_FILE, record.name or folder.name, record.role,
+                    record.format, record.precision, data, record.accuracy)
 
 
 def resolve_artifact(path: str | Path) -> Artifact:
@@ -74,17 +79,17 @@ def resolve_artifact(path: str | Path) -> Artifact:
                        "pytorch", "fp32", None, accuracy)
     elif path.is_dir():
         raise EdgekdError(f"{path} is a folder without export.json or config.json: not an artifact")
-    elif path.suffix.lower() in SUFFIX_FORMATS:
+    else:
+        try:
+            fmt = runtimes.format_of(str(path))
+        except runtimes.ArtifactError as exc:
+            raise EdgekdError(f"{path}: {exc}") from None
         export_file = path.parent / "export.json"
         export = _read_json(export_file, "export file") if export_file.is_file() else None
         if export and Path(export.get("artifact", "")).name == path.name:
             art = _from_export(path.parent, export)
         else:
-            art = Artifact(path, path.parent / INPUTS_FILE, path.stem, None,
-                           SUFFIX_FORMATS[path.suffix.lower()], None)
-    else:
-        raise EdgekdError(f"{path}: unknown artifact type (expected .onnx, .xml, .tflite, an export "
-                          "folder or a model folder)")
+            art = Artifact(path, path.parent / INPUTS_FILE, path.stem, None, fmt, None)
     if art.path.is_file() and art.path.stat().st_size == 0:
         raise EdgekdError(f"artifact {art.path} is empty (corrupt or an interrupted write)")
     if not art.inputs.is_file():
@@ -93,25 +98,29 @@ def resolve_artifact(path: str | Path) -> Artifact:
     return art
 
 
-def runner_options(*, threads: int, batch_size: int, seq_len: int | None, warmup: int,
-                   min_iterations: int, min_time_s: float, energy: str, power: dict) -> dict:
+def runner_options(*, precision: str | None, threads: int, batch_size: int, seq_len: int | None,
+                   warmup: int, min_iterations: int, min_time_s: float, energy: str,
+                   power: dict) -> dict:
     """The runner's options. Warm-up runs at least `warmup` calls and a tenth of the measured
     time (at most 1 s); idle power is measured for 1 s only for a real meter."""
     from edgekd.benchmarks.energy import METERS
 
     if energy not in ("auto", "none", *METERS):
         raise EdgekdError(f"unknown energy meter '{energy}' (choose: auto, none, {', '.join(METERS)})")
-    return {"threads": threads, "batch_size": batch_size, "seq_len": seq_len, "warmup": warmup,
-            "warmup_time": min(1.0, 0.1 * min_time_s), "min_iterations": min_iterations,
-            "min_time": min_time_s, "energy": energy,
+    return {"precision": precision or "fp32", "threads": threads, "batch_size": batch_size,
+            "seq_len": seq_len, "warmup": warmup, "warmup_time": min(1.0, 0.1 * min_time_s),
+            "min_iterations": min_iterations, "min_time": min_time_s, "energy": energy,
             "idle_time": 0.0 if energy.split(":")[0] in ("none", "estimate") else 1.0,
             "power_profile": json.dumps(power) if power else None}
 
 
-RUNNER_KEYS = ("threads", "batch_size", "seq_len", "latency_ms", "samples_ms", "throughput_per_s",
-               "load_time_ms", "first_inference_ms", "peak_memory_mb", "peak_memory_window_mb",
-               "energy_j", "energy_method", "runtime", "runtime_version", "warmup", "cpu", "host",
-               "measure", "energy_detail", "python", "cpu_affinity")
+def check_batch_size(art: Artifact, batch_size: int) -> None:
+    """Refuse, before measuring, a batch size a static-shape artifact cannot run."""
+    fixed = (art.export or {}).get("batch_size")
+    if fixed and batch_size != fixed:
+        raise EdgekdError(f"{art.name} was exported for batch {fixed} (static shapes, e.g. "
+                          f"litert-torch's TFLite files) and cannot run batch {batch_size}: "
+                          f"benchmark it at batch size {fixed}")
 
 
 def bench_artifact(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
@@ -125,26 +134,30 @@ def bench_artifact(artifact: str | Path, target: Any, *, threads: int, batch_siz
     from edgekd.targets.profiles import get_target
 
     art = resolve_artifact(artifact)
+    check_batch_size(art, batch_size)
     tgt = get_target(target)
     if energy == "auto" and tgt.profile is not None:
         energy = tgt.profile.energy
     if seq_len is None and art.export and art.export.get("seq_len"):
         seq_len = int(art.export["seq_len"])
-    options = runner_options(threads=threads, batch_size=batch_size, seq_len=seq_len, warmup=warmup,
-                             min_iterations=min_iterations, min_time_s=min_time_s, energy=energy,
-                             power=tgt.power_options())
+    options = runner_options(precision=art.precision, threads=threads, batch_size=batch_size,
+                             seq_len=seq_len, warmup=warmup, min_iterations=min_iterations,
+                             min_time_s=min_time_s, energy=energy, power=tgt.power_options())
     if timeout_s is None:  # generous: model load (torch import on a slow board) + the windows
         timeout_s = 300.0 + 3 * (min_time_s + options["warmup_time"] + options["idle_time"])
-    result = tgt.run_runner(art.path, art.inputs, options, timeout_s)
-    if result.get("format") != art.format:
-        raise EdgekdError(f"{art.path}: runner ran it as {result.get('format')}, expected {art.format}")
-    entry = {"name": art.name, "role": art.role, "format": art.format, "precision": art.precision,
-             "target": tgt.name, "status": "ok", "error": None, "accuracy": art.accuracy,
-             "parity": (art.export or {}).get("parity"),
-             "size_bytes": (art.export or {}).get("size_bytes") or result["size_bytes"],
-             "artifact": str(art.path)}
-    entry.update({k: result.get(k) for k in RUNNER_KEYS})
-    return entry
+    try:
+        result = RunnerResult.from_dict(tgt.run_runner(art.path, art.inputs, options, timeout_s),
+                                        f"target {tgt.name}: runner output")
+    except ContractError as exc:
+        raise EdgekdError(str(exc)) from None
+    if result.format != art.format:
+        raise EdgekdError(f"{art.path}: runner ran it as {result.format}, expected {art.format}")
+    export = art.export or {}
+    return BenchEntry.measured(name=art.name, role=art.role, fmt=art.format,
+                               precision=art.precision, target=tgt.name, result=result,
+                               accuracy=art.accuracy, parity=export.get("parity"),
+                               size_bytes=export.get("size_bytes"),
+                               artifact=str(art.path)).to_dict()
 
 
 def failed_entry(artifact: str | Path, target: str, threads: int, error: str, *,
@@ -155,31 +168,29 @@ def failed_entry(artifact: str | Path, target: str, threads: int, error: str, *,
         name, role, fmt, precision, accuracy = art.name, art.role, art.format, art.precision, art.accuracy
     except EdgekdError:
         path = Path(artifact)
-        name, role, fmt, precision, accuracy = path.stem, None, SUFFIX_FORMATS.get(path.suffix), None, None
-    return {"name": name, "role": role, "format": fmt, "precision": precision, "target": target,
-            "threads": threads, "batch_size": batch_size, "seq_len": seq_len, "status": "failed",
-            "error": error, "accuracy": accuracy, "parity": None, "size_bytes": None,
-            "latency_ms": None, "samples_ms": [], "throughput_per_s": None, "load_time_ms": None,
-            "first_inference_ms": None, "peak_memory_mb": None, "peak_memory_window_mb": None,
-            "energy_j": None, "energy_method": "none", "runtime": None, "runtime_version": None,
-            "warmup": None, "cpu": None, "host": None}
+        try:
+            fmt = runtimes.format_of(str(path))
+        except runtimes.ArtifactError:
+            fmt = None
+        name, role, precision, accuracy = path.stem, None, None, None
+    return BenchEntry.failed(name=name, role=role, fmt=fmt, precision=precision, target=target,
+                             error=error, threads=threads, batch_size=batch_size,
+                             seq_len=seq_len, accuracy=accuracy).to_dict()
 
 
 def entry_file_name(entry: dict) -> str:
-    """`<name>-t<threads>.json`, the bench/<target-slug>/ file of one entry."""
-    return f"{entry['name']}-t{entry['threads']}.json"
+    """The bench/<target-slug>/ file of one entry, named by every setting that changes the
+    measurement, so a rerun with other settings measures anew: `<name>-t<threads>-b<batch>-s<seq>`
+    (the precision, hence the runtime settings, is part of the name)."""
+    return (f"{entry['name']}-t{entry['threads']}-b{entry.get('batch_size') or 1}"
+            f"-s{entry.get('seq_len') or 'auto'}.json")
 
 
 def bench_document(entries: list[dict], run: str | None = None) -> dict:
     """The `edgekd.report/1` document `edgekd bench --out` writes (and `edgekd compare` reads)."""
     from datetime import datetime, timezone
 
-    try:
-        from edgekd.benchmarks.environment import collect
-        environment = collect()
-    except ImportError:  # the report engineer's module; minimal fallback if it is absent
-        import platform
-        environment = {"host": platform.node(), "python": platform.python_version()}
-    return {"schema": "edgekd.report/1", "run": run,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "environment": environment, "entries": entries}
+    from edgekd.benchmarks.environment import collect
+
+    return Report(entries=entries, environment=collect(), run=run,
+                  created=datetime.now(timezone.utc).isoformat(timespec="seconds")).to_dict()

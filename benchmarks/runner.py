@@ -2,11 +2,12 @@
 
 Runs where the model runs, with only numpy and the one runtime the artifact needs (it never
 imports torch unless the artifact is a PyTorch model folder). It is copied alone with its
-siblings `backends.py`, `stats.py`, `memory.py` and `energy.py` into a temp folder, so it
-imports them as plain modules when edgekd is not installed.
+siblings (`runtimes.py` and the `runtime_<format>.py` adapters, `contracts.py`, `stats.py`,
+`memory.py`, `energy.py`) into a temp folder, so it imports them as plain modules when edgekd
+is not installed. The adapter and its settings are the ones verification used on the host.
 
-    python runner.py --model model.onnx --inputs inputs.npz --threads 1 --batch-size 1 \
-        --seq-len 128 --warmup 10 --min-iterations 50 --min-time 5 --energy auto
+    python runner.py --model model.onnx --inputs inputs.npz --precision fp32 --threads 1 \
+        --batch-size 1 --seq-len 128 --warmup 10 --min-iterations 50 --min-time 5 --energy auto
 
 Exit codes: 0 ok; 2 bad input (artifact, inputs, arguments); 3 the runtime is not installed.
 Stdout carries the JSON document only: anything a runtime prints is redirected to stderr.
@@ -25,20 +26,22 @@ import time
 import numpy as np
 
 try:  # inside the edgekd package
-    from . import backends, energy, memory, stats
+    from . import contracts, energy, memory, runtimes, stats
 except ImportError:  # copied alone onto a device: siblings are plain modules
-    import backends
+    import contracts
     import energy
     import memory
+    import runtimes
     import stats
-
-SCHEMA = "edgekd.runner/1"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help=".onnx, .xml (OpenVINO IR), .tflite or HF folder")
     p.add_argument("--inputs", required=True, help="inputs.npz of tokenized examples")
+    p.add_argument("--precision", default="fp32",
+                   help="the artifact's precision: chooses the runtime settings (e.g. OpenVINO's "
+                        "inference precision), exactly as verification did")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seq-len", type=int, default=None, help="default: the inputs' length")
@@ -57,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-CANONICAL = ("input_ids", "attention_mask", "token_type_ids")
+CANONICAL = runtimes.TOKEN_INPUTS
 
 
 def match_inputs(model_names: list[str], saved: list[str]) -> dict[str, str]:
@@ -141,11 +144,15 @@ def benchmark(args: argparse.Namespace) -> dict:
     profile = json.loads(args.power_profile) if args.power_profile else {}
     meter = energy.open_meter(args.energy, watts_per_core=profile.get("watts_per_core"),
                               command=profile.get("energy_command"))
-    backend_cls = backends.backend_for(args.model)
 
     t0 = time.perf_counter_ns()
-    backend = backend_cls(args.model, args.threads)
+    backend, settings = runtimes.open_adapter(args.model, precision=args.precision,
+                                              threads=args.threads)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
+    if backend.fixed_batch and args.batch_size != backend.fixed_batch:
+        raise runtimes.ArtifactError(
+            f"the artifact was exported for batch {backend.fixed_batch} (static shapes) and "
+            f"cannot run batch {args.batch_size}: benchmark it at batch size {backend.fixed_batch}")
     batches, seq_len = load_batches(args.inputs, args.batch_size, args.seq_len, list(backend.inputs))
     feeds = [backend.prepare(b) for b in batches]
 
@@ -175,11 +182,11 @@ def benchmark(args: argparse.Namespace) -> dict:
         energy_j = net / len(samples)
         energy_detail = {"window_j": joules, "idle_w": idle_w, "net_j": net, "window_s": window_s,
                          "calls": len(samples), "per": "inference call (one batch)"}
-    return {
-        "schema": SCHEMA,
-        "format": backend.format,
+    return contracts.RunnerResult(**{
+        "format": runtimes.format_of(args.model),
         "runtime": backend.runtime,
         "runtime_version": str(backend.version),
+        "runtime_settings": settings,
         "threads": args.threads,
         "batch_size": args.batch_size,
         "seq_len": seq_len,
@@ -202,7 +209,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "host": socket.gethostname(),
         "python": platform.python_version(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-    }
+    }).to_dict()
 
 
 def artifact_size(path: str) -> int:
@@ -227,13 +234,16 @@ def main(argv=None) -> int:
             return 2
     try:
         result = benchmark(args)
-    except backends.RuntimeMissing as exc:
+    except runtimes.RuntimeMissing as exc:
         print(f"runner: {exc}", file=sys.stderr)
         return 3
     except energy.MeterUnavailable as exc:
         print(f"runner: energy meter '{args.energy}': {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a corrupt artifact or inputs: one line, not a traceback
+    except runtimes.ArtifactError as exc:
+        print(f"runner: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the device boundary: the host shows this line, not a traceback
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         print(f"runner: {type(exc).__name__}: {first[:500]}", file=sys.stderr)
         return 2

@@ -14,9 +14,8 @@ import sys
 
 from edgekd import __version__
 from edgekd.errors import EdgekdError
-
-FORMATS = ("onnx", "openvino", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+from edgekd.exporters import available_formats
+from edgekd.tasks import available_tasks
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser, recipe_required: bool) -> None:
@@ -48,9 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="edgekd.pipeline:distill_command")
 
     p = sub.add_parser("export", help="export a model folder to ONNX / OpenVINO / TFLite, verified")
-    p.add_argument("model_dir", help="a Hugging Face sequence-classification model folder")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("model_dir", help="a Hugging Face model folder (save_pretrained)")
+    p.add_argument("--format", required=True, choices=available_formats(),
+                   help="one of the exporter modules found: %(choices)s")
+    p.add_argument("--precision", default="fp32",
+                   help="fp32 (default), fp16, int8-dynamic, int8-static, or another the format "
+                        "exports (OpenVINO: bf16)")
+    p.add_argument("--task", default=None, choices=available_tasks(),
+                   help="what the model computes (default: text-classification)")
     p.add_argument("--data", help="recipe YAML or data path: inputs for verification and calibration")
     p.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the recipe's "
                    "data.max_length, else 128)")
@@ -81,14 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild the report of one run, or compare runs across targets")
     p.add_argument("run_dirs", nargs="+", help="run folders")
     p.add_argument("--out", help="output folder for a multi-run hardware comparison")
-    p.set_defaults(handler="edgekd.benchmarks.reporting:report_command")
+    p.set_defaults(handler="edgekd.report.build:report_command")
 
     p = sub.add_parser("compare", help="latency regression gate: baseline report vs candidate")
     p.add_argument("baseline", help="baseline report.json (or bench result JSON)")
     p.add_argument("candidate", help="candidate report.json (or bench result JSON)")
     p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
     p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
-    p.set_defaults(handler="edgekd.benchmarks.compare:compare_command")
+    p.set_defaults(handler="edgekd.report.compare:compare_command")
     return parser
 
 

@@ -36,10 +36,6 @@ class TaskData:
     test: list[Example]
     unlabeled: list[str] = field(default_factory=list)
 
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels)
-
     def summary(self) -> str:
         return (f"{len(self.labels)} labels, {len(self.train)} train / {len(self.validation)} "
                 f"validation / {len(self.test)} test, {len(self.unlabeled)} unlabeled")

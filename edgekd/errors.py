@@ -9,11 +9,6 @@ class EdgekdError(Exception):
     """A problem with the user's input (recipe, data, model folder, artifact, target)."""
 
 
-def fail(message: str) -> "None":
-    """Raise an `EdgekdError` with `message` (a helper for one-line guard clauses)."""
-    raise EdgekdError(message)
-
-
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message (its type name when empty), cut to `limit`:
     what a one-line error shows of a library's multi-line message."""

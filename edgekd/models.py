@@ -1,4 +1,5 @@
-"""Loading the teacher and building the student (Hugging Face sequence classifiers).
+"""Finding model folders and building the student from the teacher (any Hugging Face model;
+the task module chooses the model class).
 
 The student can be (a) a copy of the teacher's embeddings and a chosen subset of its layers
 (DistilBERT-style initialisation, Sanh et al. 2019), (b) a fresh random model from the teacher's
@@ -44,30 +45,6 @@ def load_config(source: str):
         raise EdgekdError(f"cannot load model config from '{source}': {first_line(exc)}") from None
 
 
-def load_classifier(source: str, labels: list[str], what: str = "model",
-                    attn_implementation: str | None = None):
-    """`AutoModelForSequenceClassification` from a folder or id, with the task's label names.
-
-    A model whose head has another number of labels (or none, like a sentence encoder) gets a
-    fresh head of the right size; the encoder weights are kept.
-    """
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    id2label = dict(enumerate(labels))
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialized head" warning is expected here
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=len(labels), id2label=id2label,
-            label2id={name: i for i, name in id2label.items()}, ignore_mismatched_sizes=True,
-            **({"attn_implementation": attn_implementation} if attn_implementation else {}))
-    except (OSError, ValueError, KeyError) as exc:
-        raise EdgekdError(f"cannot load {what} from '{source}': {first_line(exc)}") from None
-    finally:
-        hf_logging.set_verbosity(level)
-
-
 def load_tokenizer(source: str):
     """The tokenizer saved with a model (folder or id)."""
     from transformers import AutoTokenizer
@@ -105,12 +82,16 @@ def check_student_config(cfg: StudentConfig, teacher_config) -> None:
                               f"{type(teacher_config).__name__}")
 
 
-def build_student(cfg: StudentConfig, teacher, labels: list[str]):
-    """Build the student model for `cfg` from the (fine-tuned) teacher."""
+def build_student(cfg: StudentConfig, teacher, labels: list[str], task=None):
+    """Build the student model for `cfg` from the (fine-tuned) teacher; an existing student
+    model is loaded by the task (default: the recipe's default task)."""
     import torch
 
     if cfg.model is not None:
-        return load_classifier(check_model_source(cfg.model, "student"), labels, "student")
+        from edgekd.tasks import get_task
+
+        return (task or get_task()).load_model(check_model_source(cfg.model, "student"), labels,
+                                               "student")
     config = copy.deepcopy(teacher.config)
     if cfg.config is not None:
         for key, value in cfg.config.items():

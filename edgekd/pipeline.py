@@ -31,6 +31,7 @@ def prepare(args) -> Prepared:
     """Load and check everything the run needs, then create the run folder and save the recipe."""
     from edgekd.data import load_task_data
     from edgekd.models import check_model_source, check_student_config, load_config
+    from edgekd.tasks import get_task
 
     from edgekd.console import quiet_libraries
 
@@ -39,7 +40,9 @@ def prepare(args) -> Prepared:
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     data = load_task_data(recipe.data)
     teacher_source = check_model_source(recipe.teacher.model, "teacher")
-    check_student_config(recipe.student, load_config(teacher_source))
+    teacher_config = load_config(teacher_source)
+    get_task(recipe.task).check_config(teacher_config, f"the teacher {teacher_source}")
+    check_student_config(recipe.student, teacher_config)
     check_run_folder(run_dir, recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")
@@ -88,7 +91,7 @@ def distill_stage(prepared: Prepared):
 def run_command(args) -> int:
     """`edgekd run`: distill -> export (+ verify) -> bench -> report, resuming what is done."""
     from edgekd import stages
-    from edgekd.benchmarks.summary import print_summary
+    from edgekd.report.summary import print_summary
     from edgekd.console import console, distill_table
 
     started = time.perf_counter()

@@ -12,16 +12,22 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from edgekd.config import from_dict
 from edgekd.errors import EdgekdError
 
-FORMATS = ("onnx", "openvino", "tflite")
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+# What every format exports; other precisions (OpenVINO bf16) are asked for by name.
+DEFAULT_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 DEFAULT_RECIPE = "bbc-news"
+
+
+def _default_formats() -> list[str]:
+    from edgekd.exporters import available_formats
+
+    return available_formats()
 
 
 @dataclass
@@ -119,20 +125,40 @@ class DistillConfig:
 
 @dataclass
 class ExportConfig:
-    formats: list[Literal["onnx", "openvino", "tflite"]] = field(default_factory=lambda: list(FORMATS))
-    precisions: list[Literal["fp32", "fp16", "int8-dynamic", "int8-static"]] = field(
-        default_factory=lambda: list(PRECISIONS))
+    formats: list[str] = field(default_factory=_default_formats)          # exporters found
+    precisions: list[str] = field(default_factory=lambda: list(DEFAULT_PRECISIONS))
     calibration_samples: int = 100
 
     def __post_init__(self):
+        from edgekd.exporters import available_formats, get_exporter
+
         if self.calibration_samples < 1:
             raise ValueError("calibration_samples must be >= 1")
+        known = available_formats()
+        for i, fmt in enumerate(self.formats):
+            if fmt not in known:
+                raise ValueError(f"export.formats[{i}]: unknown format '{fmt}' "
+                                 f"(known: {', '.join(known)})")
+        exportable = {p for f in self.formats for p in get_exporter(f).PRECISIONS}
+        for i, precision in enumerate(self.precisions):
+            if precision not in exportable:
+                raise ValueError(f"export.precisions[{i}]: no format of "
+                                 f"{', '.join(self.formats) or '(none)'} exports '{precision}' "
+                                 f"(they export: {', '.join(sorted(exportable))})")
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(format, precision) of every pair asked for that the format can export (OpenVINO's
+        bf16 is skipped for the formats without it)."""
+        from edgekd.exporters import get_exporter
+
+        return [(f, p) for f in self.formats for p in self.precisions
+                if p in get_exporter(f).PRECISIONS]
 
 
 @dataclass
 class BenchConfig:
     targets: list[str] = field(default_factory=lambda: ["local"])
-    threads: list[int] = field(default_factory=lambda: [1])
+    threads: list[int] | None = None    # default: the target profile's `threads`, else [1]
     batch_size: int = 1
     seq_len: int | None = None          # default: data.max_length
     warmup: int = 10
@@ -143,7 +169,7 @@ class BenchConfig:
     def __post_init__(self):
         if not self.targets:
             raise ValueError("bench.targets must name at least one target")
-        if not self.threads or any(t < 1 for t in self.threads):
+        if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):
             raise ValueError("bench.threads must be a non-empty list of positive integers")
         if self.batch_size < 1 or self.warmup < 0 or self.min_iterations < 1 or self.min_time_s < 0:
             raise ValueError("batch_size and min_iterations must be >= 1, warmup and min_time_s >= 0")
@@ -155,10 +181,16 @@ class Recipe:
     data: DataConfig
     teacher: TeacherConfig
     student: StudentConfig
-    task: Literal["text-classification"] = "text-classification"
+    task: str = "text-classification"
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self):
+        from edgekd.tasks import available_tasks
+
+        if self.task not in available_tasks():
+            raise ValueError(f"unknown task '{self.task}' (known: {', '.join(available_tasks())})")
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain data (what is saved into the run folder)."""

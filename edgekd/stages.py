@@ -27,59 +27,84 @@ def progress() -> Progress:
 
 def export_jobs(recipe) -> list[tuple[str, str, str]]:
     """(role, format, precision) of every artifact the recipe asks for."""
-    jobs = [("student", fmt, prec) for fmt in recipe.export.formats for prec in recipe.export.precisions]
+    jobs = [("student", fmt, prec) for fmt, prec in recipe.export.jobs()]
     jobs += [("teacher", fmt, prec) for fmt, prec in TEACHER_EXPORTS]
     return jobs
 
 
-def export_stage(recipe, data, run_dir: Path) -> list[dict]:
-    """Export and verify every configured artifact; returns their export.json records."""
+def role_inputs(recipe, data, run_dir: Path, role: str) -> dict:
+    """Eval inputs, labels and calibration examples encoded with `role`'s own tokenizer (a
+    student may have a trimmed vocabulary of its own)."""
     from edgekd.data import encode
-    from edgekd.exporters import EXPORT_FILE, export_artifact
     from edgekd.models import load_tokenizer
 
-    tokenizer = load_tokenizer(str(run_dir / "student"))
-    eval_inputs = encode(tokenizer, [e.text for e in data.test], recipe.seq_len)
-    eval_labels = [e.label for e in data.test]
-    calibration = encode(tokenizer, [e.text for e in data.train[:recipe.export.calibration_samples]],
-                         recipe.seq_len)
+    tokenizer = load_tokenizer(str(run_dir / role))
+    calibration_texts = [e.text for e in data.train[:recipe.export.calibration_samples]]
+    return {"eval_inputs": encode(tokenizer, [e.text for e in data.test], recipe.seq_len),
+            "eval_labels": [e.label for e in data.test],
+            "calibration": encode(tokenizer, calibration_texts, recipe.seq_len)}
+
+
+def export_stage(recipe, data, run_dir: Path) -> list[dict]:
+    """Export and verify every configured artifact; returns their export.json records. The
+    PyTorch reference outputs are computed once per role (and cached under cache/)."""
+    from edgekd.exporters import EXPORT_FILE, export_artifact, failed_record
+    from edgekd.exporters.verify import ReferenceOutputs
+    from edgekd.tasks import get_task
+
+    task = get_task(recipe.task)
+    references = ReferenceOutputs(run_dir / "cache")
+    inputs: dict[str, dict] = {}
     records = []
     jobs = export_jobs(recipe)
     with progress() as bar:
-        task = bar.add_task("", total=len(jobs), stage="export")
+        progress_task = bar.add_task("", total=len(jobs), stage="export")
         for role, fmt, precision in jobs:
             name = f"{role}-{fmt}-{precision}"
-            bar.update(task, description=name)
+            bar.update(progress_task, description=name)
             out_dir = run_dir / "exports" / name
+            if role not in inputs:
+                inputs[role] = role_inputs(recipe, data, run_dir, role)
             try:
                 record = export_artifact(run_dir / role, fmt, precision, out_dir, role=role,
-                                         seq_len=recipe.seq_len, eval_inputs=eval_inputs,
-                                         eval_labels=eval_labels, calibration=calibration)
+                                         seq_len=recipe.seq_len, task=task,
+                                         references=references, **inputs[role])
             except EdgekdError as exc:
                 # The run goes on; the failure is recorded where the report will find it.
-                record = {"schema": "edgekd.export/1", "name": name, "role": role, "format": fmt,
-                          "precision": precision, "status": "failed", "error": str(exc)}
+                record = failed_record(name, role, fmt, precision, str(exc))
                 write_json_atomic(out_dir / EXPORT_FILE, record)
             records.append(record)
             status = "[green]ok[/]" if record["status"] == "ok" else f"[red]FAILED[/] {record['error']}"
             acc = record.get("accuracy")
             console.print(f"  {name}: {status}" + (f", accuracy {acc:.4f}" if acc is not None else ""))
-            bar.advance(task)
+            bar.advance(progress_task)
     return records
 
 
-def bench_stage(recipe, run_dir: Path) -> list[dict]:
-    """Benchmark the PyTorch teacher and student and every ok export on every target and thread
-    setting of the recipe; each result is its own file under bench/<target>/."""
-    from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry, resolve_artifact
-    from edgekd.targets.profiles import target_slug
+def bench_jobs(recipe, run_dir: Path) -> list[tuple[Path, str, int]]:
+    """(artifact, target, threads) of every measurement: the PyTorch teacher and student and
+    every ok export, on every target, at the recipe's thread counts (else the target's own)."""
+    from edgekd.targets.profiles import get_target
 
     artifacts = [run_dir / "teacher", run_dir / "student"]
     for folder in sorted((run_dir / "exports").glob("*")):
         if (folder / "export.json").is_file() and read_json(folder / "export.json").get("status") == "ok":
             artifacts.append(folder)
+    jobs = []
+    for target in recipe.bench.targets:
+        threads = recipe.bench.threads or get_target(target).threads
+        jobs += [(a, target, n) for n in threads for a in artifacts]
+    return jobs
+
+
+def bench_stage(recipe, run_dir: Path) -> list[dict]:
+    """Benchmark every job of `bench_jobs`; each result is its own file under bench/<target>/,
+    named by every setting that changes it, and skipped on a rerun when it is complete."""
+    from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry, resolve_artifact
+    from edgekd.targets.profiles import target_slug
+
     b = recipe.bench
-    jobs = [(a, t, n) for t in b.targets for n in b.threads for a in artifacts]
+    jobs = bench_jobs(recipe, run_dir)
     entries = []
     with progress() as bar:
         task = bar.add_task("", total=len(jobs), stage="bench")
@@ -88,7 +113,9 @@ def bench_stage(recipe, run_dir: Path) -> list[dict]:
             folder = run_dir / "bench" / target_slug(target)
             try:
                 name = resolve_artifact(artifact).name
-                result_file = folder / entry_file_name({"name": name, "threads": threads})
+                result_file = folder / entry_file_name({"name": name, "threads": threads,
+                                                        "batch_size": b.batch_size,
+                                                        "seq_len": recipe.seq_len})
                 done = read_json(result_file) if result_file.is_file() else None
                 if done and done.get("status") == "ok":  # measured by an earlier run; failures retry
                     entries.append(done)
@@ -110,7 +137,7 @@ def bench_stage(recipe, run_dir: Path) -> list[dict]:
 
 def report_stage(run_dir: Path, timings: dict) -> dict:
     """Build report.json/md/html from the run folder; the stage timings ride along."""
-    from edgekd.benchmarks.reporting import build_report, write_report
+    from edgekd.report.build import build_report, write_report
 
     report = build_report(run_dir)
     report["timings_s"] = {k: round(v, 1) for k, v in timings.items()}

@@ -1,12 +1,14 @@
 """Exporters: one module per format (`onnx.py`, `openvino.py`, `tflite.py`), found by name.
 
-A format module defines `FORMAT` (its own module name), `PRECISIONS`, `RUNTIME_PACKAGE`,
-`runtime_missing()`, `export(model_dir, out_dir, precision, *, seq_len, calibration)` and
-`load(artifact, threads)`. Adding a format is adding a file: nothing here lists them.
+A format is an exporter module here plus a runtime adapter `benchmarks/runtime_<format>.py`
+(which loads and runs the artifact, for verification and benchmarks alike); a module is a
+format when both exist, so nothing lists them. An exporter module defines `FORMAT` (its own
+name), `PRECISIONS`, `runtime_missing()` and
+`export(model_dir, out_dir, precision, *, seq_len, calibration, task) -> dict`.
 
 `export_artifact` is what the pipeline and `edgekd export` call: refuse what cannot work,
-export into a staging folder, verify against PyTorch, write export.json + inputs.npz, and move
-the folder into place atomically.
+export into a staging folder, verify against PyTorch through the runtime adapter, write
+export.json + inputs.npz, and move the folder into place atomically.
 """
 
 from __future__ import annotations
@@ -18,24 +20,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edgekd.errors import EdgekdError, first_line
+from edgekd.benchmarks.contracts import EXPORT_SCHEMA, ExportRecord
+from edgekd.errors import EdgekdError
 
-SCHEMA = "edgekd.export/1"
 EXPORT_FILE = "export.json"
-_NOT_FORMATS = {"verify", "command"}
 
 
 def available_formats() -> list[str]:
-    """Names of every format module in this package (helpers such as `tflite_quant` excluded:
-    a format module's `FORMAT` equals its module name)."""
-    names = []
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name in _NOT_FORMATS:
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if getattr(module, "FORMAT", None) == info.name:
-            names.append(info.name)
-    return sorted(names)
+    """Every format: an exporter module here with a runtime adapter beside the runner (found by
+    file name: nothing is imported, so the CLI can list them cheaply)."""
+    import edgekd.benchmarks
+
+    adapters = {p.stem[len("runtime_"):] for p in
+                Path(edgekd.benchmarks.__file__).parent.glob("runtime_*.py")}
+    return sorted(info.name for info in pkgutil.iter_modules(__path__)
+                  if not info.name.startswith("_") and info.name in adapters)
 
 
 def get_exporter(fmt: str) -> ModuleType:
@@ -43,6 +42,14 @@ def get_exporter(fmt: str) -> ModuleType:
     if fmt in available_formats():
         return importlib.import_module(f"{__name__}.{fmt}")
     raise EdgekdError(f"unknown export format '{fmt}' (known: {', '.join(available_formats())})")
+
+
+def available_precisions() -> list[str]:
+    """Every precision some format can export, in a stable order."""
+    seen: list[str] = []
+    for fmt in available_formats():
+        seen += [p for p in get_exporter(fmt).PRECISIONS if p not in seen]
+    return seen
 
 
 def check_supported(fmt: str, precision: str, *, calibration: Any = None) -> ModuleType:
@@ -55,23 +62,28 @@ def check_supported(fmt: str, precision: str, *, calibration: Any = None) -> Mod
     if precision == "int8-static" and not calibration:
         raise EdgekdError(f"{fmt} int8-static needs calibration examples: pass --data "
                           "(a recipe or data path) so real task examples can be used")
-    reason = exporter.runtime_missing()  # last: importing a converter is the slow check
+    reason = exporter.runtime_missing(precision)  # last: importing a converter is the slow check
     if reason:
-        raise EdgekdError(f"{fmt} export is not available here: {reason}")
+        raise EdgekdError(f"{fmt} {precision} export is not available here: {reason}")
     return exporter
 
 
 def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str | None, seq_len: int,
                     eval_inputs: dict | None, eval_labels=None, calibration: dict | None = None,
-                    threads: int | None = None) -> dict:
+                    threads: int = 1, task: ModuleType | None = None,
+                    references=None) -> dict:
     """Export `model_dir` as `fmt`/`precision` into `out_dir`, verified; returns export.json's
     contents. Status "failed" (folder kept for inspection) when the artifact does not run or
     misses its parity threshold; EdgekdError when the export itself is impossible or fails.
-    `role` is "teacher", "student" or None (a model exported on its own: named "model-...")."""
+    `role` is "teacher", "student" or None (a model exported on its own: named "model-...").
+    `references` (a `verify.ReferenceOutputs`) shares the PyTorch outputs between the exports
+    of one source; verification runs at `threads`, like the benchmark."""
     from edgekd.data import save_inputs
     from edgekd.exporters import verify
     from edgekd.files import replace_dir_atomic, staging_dir, write_json_atomic
+    from edgekd.tasks import get_task
 
+    task = task or get_task()
     exporter = check_supported(fmt, precision, calibration=calibration)
     model_dir = verify.check_model_dir(model_dir)
     out_dir = Path(out_dir)
@@ -79,15 +91,16 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     done = completed_export(out_dir, model_dir, fmt, precision, seq_len)
     if done is not None:
         return done
-    reference = verify.load_reference(model_dir)
     if eval_inputs is None:
-        eval_inputs, eval_labels = verify.generated_inputs(model_dir, seq_len), None
+        eval_inputs, eval_labels = task.generated_inputs(model_dir, seq_len), None
+    references = references or verify.ReferenceOutputs()
+    reference = references.get(model_dir, task, eval_inputs)
 
     stage = staging_dir(out_dir)
     started = time.perf_counter()
     try:
         info = exporter.export(model_dir, stage, precision, seq_len=seq_len,
-                               calibration=calibration)
+                               calibration=calibration, task=task)
     except EdgekdError as exc:
         _remove(stage)
         message = str(exc)
@@ -97,32 +110,27 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
         raise
     export_time = time.perf_counter() - started
 
-    record = {"schema": SCHEMA, "name": name, "role": role, "format": fmt,
-              "precision": precision, "artifact": info["artifact"],
-              "source_model": str(model_dir.resolve()),
-              "source_fingerprint": source_fingerprint(model_dir), "status": "ok", "error": None,
-              "parity": None, "accuracy": None, "size_bytes": artifact_size(stage),
-              "export_time_s": round(export_time, 3), "seq_len": int(seq_len),
-              "batch_size": info.get("batch_size"), "input_names": list(info["input_names"]),
-              "tools": info.get("tools", {}), "settings": info.get("settings", {})}
-    ref_logits = verify.reference_logits(reference, eval_inputs)
-    try:
-        run = exporter.load(stage / info["artifact"], threads=threads)
-        got = verify.artifact_logits(run, eval_inputs, info.get("batch_size"))
-        record["parity"] = verify.parity(ref_logits, got, precision)
-        record["accuracy"] = verify.accuracy(got, eval_labels)
-        record["error"] = verify.parity_error(record["parity"])
-    except EdgekdError as exc:
-        record["error"] = f"{fmt} artifact does not run in its runtime: {exc}"
-    except Exception as exc:  # a runtime crash on a freshly exported artifact is a failed export
-        record["error"] = f"{fmt} artifact does not run in its runtime: {first_line(exc)}"
-    if record["error"]:
-        record["status"] = "failed"
+    checked = verify.verify_artifact(stage / info["artifact"], fmt, precision, task=task,
+                                     reference=reference, inputs=eval_inputs, labels=eval_labels,
+                                     threads=threads)
+    record = ExportRecord(
+        name=name, role=role, format=fmt, precision=precision,
+        status="failed" if checked["error"] else "ok", artifact=info["artifact"],
+        source_model=str(model_dir.resolve()), source_fingerprint=source_fingerprint(model_dir),
+        task=task.TASK, size_bytes=artifact_size(stage), export_time_s=round(export_time, 3),
+        seq_len=int(seq_len), batch_size=info.get("batch_size"),
+        input_names=list(info["input_names"]), tools=info.get("tools", {}),
+        settings=info.get("settings", {}), **checked).to_dict()
     save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},
                 eval_labels)
     write_json_atomic(stage / EXPORT_FILE, record)
     replace_dir_atomic(stage, out_dir)
     return record
+
+
+def failed_record(name: str, role: str | None, fmt: str, precision: str, error: str) -> dict:
+    """export.json for an export that could not be made (the report lists it as failed)."""
+    return ExportRecord.failed(name, role, fmt, precision, error).to_dict()
 
 
 def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
@@ -139,7 +147,11 @@ def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
         record = read_json(path)
     except (OSError, ValueError):
         return None
-    same = (record.get("status") == "ok" and record.get("format") == fmt
+    if not isinstance(record, dict) or record.get("schema") != EXPORT_SCHEMA:
+        return None
+    # An export verified before verification ran through the runtime adapter has no
+    # runtime_settings: it is redone rather than trusted.
+    same = (record.get("status") == "ok" and record.get("runtime_settings") is not None and record.get("format") == fmt
             and record.get("precision") == precision and record.get("seq_len") == seq_len
             and record.get("source_model") == str(Path(model_dir).resolve())
             and record.get("source_fingerprint") == source_fingerprint(model_dir))

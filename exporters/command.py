@@ -19,7 +19,9 @@ def export_command(args: argparse.Namespace) -> int:
     """Handler of `edgekd export`: exit 0 when verified, 1 when the artifact failed verification."""
     from edgekd.exporters import check_supported, export_artifact
     from edgekd.exporters.verify import check_model_dir
+    from edgekd.tasks import get_task
 
+    task = get_task(getattr(args, "task", None))
     model_dir = check_model_dir(args.model_dir)
     if args.calibration_samples < 1:
         raise EdgekdError("--calibration-samples must be >= 1")
@@ -32,12 +34,12 @@ def export_command(args: argparse.Namespace) -> int:
     eval_inputs = labels = calibration = None
     if args.data:
         eval_inputs, labels, calibration, seq_len = task_inputs(
-            model_dir, args.data, args.seq_len, args.calibration_samples)
+            model_dir, args.data, args.seq_len, args.calibration_samples, task)
     if seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
     record = export_artifact(model_dir, args.format, args.precision, Path(args.out),
                              role=_role(model_dir), seq_len=seq_len, eval_inputs=eval_inputs,
-                             eval_labels=labels, calibration=calibration)
+                             eval_labels=labels, calibration=calibration, task=task)
     print_summary([record], Path(args.out))
     if record["status"] != "ok":
         print(f"edgekd export: {record['name']} failed verification: {record['error']} "
@@ -52,38 +54,29 @@ def _role(model_dir: Path) -> str | None:
     return name if name in ("teacher", "student") else None
 
 
-def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_samples: int):
+def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_samples: int,
+                task=None):
     """Encode the task data for `model_dir`: (test inputs, test labels in the model's label ids,
     calibration inputs from the train split, sequence length)."""
     import numpy as np
     from transformers import AutoConfig, AutoTokenizer
 
     from edgekd.data import encode, load_data_argument
+    from edgekd.tasks import get_task
 
-    task, seq_len = load_data_argument(data, seq_len)
+    task = task or get_task()
+    data_split, seq_len = load_data_argument(data, seq_len)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:
         raise EdgekdError(f"{model_dir} has no usable tokenizer, needed to encode --data: "
                           f"{str(exc).splitlines()[0]}") from None
-    label_ids = model_label_ids(AutoConfig.from_pretrained(model_dir), task.labels)
-    test = encode(tokenizer, [e.text for e in task.test], seq_len)
-    labels = np.array([label_ids[e.label] for e in task.test], dtype=np.int64)
-    pool = task.train or task.validation
+    label_ids = task.label_ids(AutoConfig.from_pretrained(model_dir), data_split.labels)
+    test = encode(tokenizer, [e.text for e in data_split.test], seq_len)
+    labels = np.array([label_ids[e.label] for e in data_split.test], dtype=np.int64)
+    pool = data_split.train or data_split.validation
     calibration = encode(tokenizer, [e.text for e in pool[:calibration_samples]], seq_len)
     return test, labels, calibration, seq_len
-
-
-def model_label_ids(config, names: list[str]) -> list[int]:
-    """Map the data's label index to the model's: by name when the model's label2id names them
-    all (a fine-tuned model may order labels differently), else by position."""
-    label2id = {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
-    if all(name in label2id for name in names):
-        return [label2id[name] for name in names]
-    if config.num_labels != len(names):
-        raise EdgekdError(f"the model has {config.num_labels} labels but the data has "
-                          f"{len(names)} ({', '.join(names[:6])})")
-    return list(range(len(names)))
 
 
 def print_summary(records: list[dict], where: Path | None = None) -> None:

@@ -17,24 +17,21 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 from edgekd.benchmarks.environment import installed_versions
-from edgekd.errors import EdgekdError, first_line
+from edgekd.errors import EdgekdError
 from edgekd.exporters.verify import conversion_error
 
 FORMAT = "onnx"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-RUNTIME_PACKAGE = "onnxruntime"
 ARTIFACT = "model.onnx"
 OPSET = 18
 STATIC_OP_TYPES = ("MatMul", "Gemm", "Gather")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512vnni")
 
 
-def runtime_missing() -> str | None:
+def runtime_missing(precision: str | None = None) -> str | None:
     """Why this format cannot be used here (a package missing), or None."""
     for module, package in (("onnxruntime", "onnxruntime"), ("onnx", "onnx"),
                             ("optimum.exporters.onnx", "optimum-onnx")):
@@ -45,26 +42,30 @@ def runtime_missing() -> str | None:
     return None
 
 
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (or the text given), lower case."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return set()
+    return set(re.findall(r"[a-z0-9_]+", " ".join(
+        line.split(":", 1)[1] for line in cpuinfo.splitlines()
+        if line.lower().startswith(("flags", "features")) and ":" in line)))
+
+
 def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
     """True when the CPU has 8-bit dot-product instructions (x86 VNNI/AMX, or any ARM CPU,
     whose int8 kernels do not saturate), read from /proc/cpuinfo where there is one."""
     import platform
 
-    if cpuinfo is None:
-        if platform.machine().lower() in ("aarch64", "arm64", "armv7l"):
-            return True
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(re.findall(r"[a-z0-9_]+", " ".join(
-        line.split(":", 1)[1] for line in cpuinfo.splitlines()
-        if line.lower().startswith(("flags", "features")) and ":" in line)))
-    return any(flag in flags for flag in VNNI_FLAGS)
+    if cpuinfo is None and platform.machine().lower() in ("aarch64", "arm64", "armv7l"):
+        return True
+    return any(flag in cpu_flags(cpuinfo) for flag in VNNI_FLAGS)
 
 
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
-           calibration: dict[str, np.ndarray] | None) -> dict:
+           calibration: dict[str, np.ndarray] | None, task) -> dict:
     """Write `out_dir/model.onnx` for `precision`; return the exporter's part of export.json."""
     if precision not in PRECISIONS:
         raise EdgekdError(f"onnx cannot export precision {precision}")
@@ -72,7 +73,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
     settings: dict = {"opset": OPSET, "dynamic_axes": ["batch", "sequence"]}
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
         work = Path(work)
-        raw = _export_raw(Path(model_dir), work / "raw")
+        raw = _export_raw(Path(model_dir), work / "raw", task.ONNX_TASK)
         input_names = _input_names(raw)
         if precision == "int8-static":
             if not calibration:
@@ -94,39 +95,11 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
             "settings": settings}
 
 
-def load(artifact: Path, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    """Open `artifact` in an ONNX Runtime CPU session; the callable maps int64 feeds to logits."""
-    import onnxruntime as ort
-
-    artifact = Path(artifact)
-    if not artifact.is_file():
-        raise EdgekdError(f"onnx artifact not found: {artifact}")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise EdgekdError(f"onnx: cannot load {artifact}: {first_line(exc)}") from None
-    names = [i.name for i in session.get_inputs()]
-    output = session.get_outputs()[0].name
-
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise EdgekdError(f"onnx model {artifact.name} needs inputs {missing}")
-        out = session.run([output], {n: np.asarray(feeds[n], dtype=np.int64) for n in names})[0]
-        return np.asarray(out, dtype=np.float32)
-
-    return run
-
-
-def _export_raw(model_dir: Path, folder: Path) -> Path:
+def _export_raw(model_dir: Path, folder: Path, onnx_task: str) -> Path:
     from optimum.exporters.onnx import main_export
 
     try:
-        main_export(str(model_dir), folder, task="text-classification", opset=OPSET,
+        main_export(str(model_dir), folder, task=onnx_task, opset=OPSET,
                     do_validation=False, local_files_only=True)
     except EdgekdError:
         raise

@@ -7,48 +7,57 @@
 - int8-dynamic: `nncf.compress_weights` (int8 weights, data-free; activations stay float and
   are handled by the plugin at run time) — OpenVINO's analogue of dynamic quantisation.
 - int8-static: `nncf.quantize` with `ModelType.TRANSFORMER` on the calibration examples.
+- bf16: the fp32 graph, run by the CPU plugin in bf16 (`INFERENCE_PRECISION_HINT: bf16`, set by
+  the runtime adapter). Only on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere refused.
+  fp32 is always run as f32: bf16 is never a silent substitute for it.
 """
+
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edgekd.benchmarks.environment import installed_versions
-from edgekd.errors import EdgekdError, first_line
+from edgekd.errors import EdgekdError
 from edgekd.exporters.verify import conversion_error
 
 FORMAT = "openvino"
-PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-RUNTIME_PACKAGE = "openvino"
+PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 ARTIFACT = "model.xml"
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-# Verification and benchmarks compare like with like: without this hint the CPU plugin runs
-# bf16 on AMX/AVX512-bf16 CPUs, which would make an fp32 IR look lossy.
-CPU_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def runtime_missing() -> str | None:
-    """Why this format cannot be used here (a package missing), or None."""
+def runtime_missing(precision: str | None = None) -> str | None:
+    """Why this format (and precision) cannot be used here, or None."""
     for module, package in (("openvino", "openvino"), ("nncf", "nncf")):
         try:
             __import__(module)
         except ImportError as exc:
             return f"{package} is not installed ({exc}); pip install 'edgekd[openvino]'"
+    if precision == "bf16" and not cpu_has_bf16():
+        return ("this CPU has no native bf16 (avx512_bf16 or amx_bf16), so OpenVINO would "
+                "emulate it; export bf16 on a CPU that has it")
     return None
 
 
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bf16 natively (x86 AVX512-BF16 or AMX-BF16)."""
+    from edgekd.exporters.onnx import cpu_flags
+
+    return any(flag in cpu_flags(cpuinfo) for flag in BF16_FLAGS)
+
+
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
-           calibration: dict[str, np.ndarray] | None) -> dict:
+           calibration: dict[str, np.ndarray] | None, task) -> dict:
     """Write `out_dir/model.xml` + `model.bin` for `precision`; return export.json's part."""
     import openvino as ov
 
     if precision not in PRECISIONS:
         raise EdgekdError(f"openvino cannot export precision {precision}")
-    model, names = _convert(Path(model_dir), seq_len)
-    settings: dict = {"dynamic_axes": ["batch", "sequence"], "cpu_config": CPU_CONFIG}
+    model, names = _convert(Path(model_dir), seq_len, task)
+    settings: dict = {"dynamic_axes": ["batch", "sequence"]}
     if precision == "int8-dynamic":
         model = _compress_weights(model)
         settings.update({"quantization": "nncf.compress_weights", "mode": "int8_asym"})
@@ -60,79 +69,29 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
                          "calibration_samples": n, "preset": "performance"})
     try:
         ov.save_model(model, str(Path(out_dir) / ARTIFACT), compress_to_fp16=precision == "fp16")
-    except Exception as exc:
+    except Exception as exc:  # the converter raises many types; all mean "cannot save"
         raise conversion_error("openvino", "saving the IR", exc) from None
     if precision == "fp16":
         settings["weights"] = "fp16"
+    if precision == "bf16":
+        settings["weights"] = "fp32 (computed in bf16 by the CPU plugin)"
     return {"artifact": ARTIFACT, "batch_size": None, "input_names": names,
             "tools": installed_versions("openvino", "nncf", "torch", "transformers"), "settings": settings}
 
 
-def load(artifact: Path, threads: int | None = None) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-    """Compile the IR for the CPU; the callable maps int64 feeds to float32 logits."""
-    import openvino as ov
-
-    artifact = Path(artifact)
-    if not artifact.is_file() or not artifact.with_suffix(".bin").is_file():
-        raise EdgekdError(f"openvino artifact incomplete: {artifact} needs "
-                          f"{artifact.with_suffix('.bin').name} beside it")
-    config = dict(CPU_CONFIG)
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    try:
-        compiled = ov.Core().compile_model(str(artifact), "CPU", config)
-    except Exception as exc:  # openvino raises RuntimeError with a multi-line trace
-        raise EdgekdError(f"openvino: cannot load {artifact}: {first_line(exc)}") from None
-    names = [port.get_any_name() for port in compiled.inputs]
-    request = compiled.create_infer_request()
-
-    def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
-        missing = [n for n in names if n not in feeds]
-        if missing:
-            raise EdgekdError(f"openvino model {artifact.name} needs inputs {missing}")
-        result = request.infer({n: np.asarray(feeds[n], dtype=np.int64) for n in names})
-        return np.asarray(result[compiled.outputs[0]], dtype=np.float32).copy()
-
-    return run
-
-
-def _logits_only(model):
-    """Wrap a Hugging Face classifier so the traced graph has one output: the logits."""
-    import torch
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            return self.inner(**kwargs, return_dict=False)[0]
-
-    return LogitsOnly(model).eval()
-
-
-def _convert(model_dir: Path, seq_len: int):
-    import inspect
-
+def _convert(model_dir: Path, seq_len: int, task):
     import openvino as ov
     import torch
 
-    from edgekd.exporters.verify import load_reference
-
-    model = load_reference(model_dir)
-    accepted = inspect.signature(model.forward).parameters
-    names = [n for n in INPUT_NAMES if n in accepted and
-             (n != "token_type_ids" or getattr(model.config, "type_vocab_size", 0))]
+    model = task.load_reference(model_dir)
+    names = list(task.input_names(model, model_dir))
     example = {n: torch.ones((2, seq_len), dtype=torch.long) for n in names}
     example["token_type_ids" if "token_type_ids" in example else "input_ids"] *= 0
     dynamic = [ov.PartialShape([-1, -1])] * len(names)
     try:
         with torch.no_grad():
-            ov_model = ov.convert_model(_logits_only(model), example_input=example,
-                                        input=list(zip(names, dynamic)))
+            ov_model = ov.convert_model(task.conversion_module(model, tuple(names)),
+                                        example_input=example, input=list(zip(names, dynamic)))
     except Exception as exc:  # the converter's message names the unsupported operator
         raise conversion_error("openvino", f"conversion of {model_dir}", exc) from None
     for port, name in zip(ov_model.inputs, names):

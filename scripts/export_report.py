@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgekd.errors import EdgekdError
     from edgekd.exporters import available_formats, export_artifact, get_exporter
     from edgekd.exporters.command import print_summary, task_inputs
-    from edgekd.exporters.verify import accuracy, load_reference, reference_logits
+    from edgekd.exporters.verify import ReferenceOutputs
+    from edgekd.tasks import get_task
 
     model_dir = Path(args.model_dir)
     test, labels, calibration, seq_len = task_inputs(model_dir, args.data, args.seq_len,
@@ -41,14 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     test = {k: v[:args.test_limit] for k, v in test.items()}
     labels = labels[:args.test_limit]
     started = time.perf_counter()
-    torch_accuracy = accuracy(reference_logits(load_reference(model_dir), test), labels)
+    task, references = get_task(), ReferenceOutputs()
+    torch_accuracy = task.quality(references.get(model_dir, task, test), labels)["accuracy"]
     print(f"PyTorch fp32: accuracy {torch_accuracy:.2%} on {len(labels)} test examples, "
           f"seq_len {seq_len} ({time.perf_counter() - started:.1f} s)")
 
     records, problems = [], []
     formats = args.formats.split(",") if args.formats else available_formats()
     for fmt in formats:
-        reason = get_exporter(fmt).runtime_missing()
+        reason = get_exporter(fmt).runtime_missing(None)
         if reason:
             problems.append(f"{fmt}: skipped, {reason}")
             continue
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 record = export_artifact(model_dir, fmt, precision,
                                          Path(args.out) / f"{fmt}-{precision}", role=None,
                                          seq_len=seq_len, eval_inputs=test, eval_labels=labels,
-                                         calibration=calibration)
+                                         calibration=calibration, task=task,
+                                         references=references)
             except EdgekdError as exc:
                 problems.append(f"{fmt} {precision}: {exc}")
                 continue

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from edgekd.errors import EdgekdError
 
-# The runner and the standalone modules it imports (stdlib + numpy only): copied together.
-RUNNER_FILES = ("runner.py", "backends.py", "stats.py", "memory.py", "energy.py")
+# The runner and the standalone modules it imports (stdlib + numpy + one runtime): copied
+# together. Every runtime adapter (`runtime_<format>.py`) travels, so a new format needs no edit.
+RUNNER_FILES = ("runner.py", "runtimes.py", "contracts.py", "stats.py", "memory.py", "energy.py")
 EXIT_RUNTIME_MISSING = 3
 
 # Run by the target's Python for `targets check`: versions without importing the runtimes.
@@ -45,7 +46,7 @@ def runner_files() -> list[Path]:
     import edgekd.benchmarks as pkg
 
     folder = Path(pkg.__file__).parent
-    return [folder / name for name in RUNNER_FILES]
+    return [folder / name for name in RUNNER_FILES] + sorted(folder.glob("runtime_*.py"))
 
 
 def runner_argv(model: str, inputs: str, options: dict) -> list[str]:
@@ -69,6 +70,8 @@ class Target:
 
     @property
     def threads(self) -> list[int]:
+        """The thread counts this device is measured at when the recipe names none (profile
+        `threads:`; a plain target: 1)."""
         return list(self.profile.threads) if self.profile else [1]
 
     def power_options(self) -> dict:

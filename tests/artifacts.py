@@ -37,16 +37,22 @@ def save_inputs(folder: Path, model_dir: Path, n: int = 8, seq_len: int = SEQ_LE
     return folder / "inputs.npz"
 
 
-def write_export_json(folder: Path, fmt: str, artifact: str, role: str = "student") -> None:
+def write_export_json(folder: Path, fmt: str, artifact: str, role: str = "student",
+                      batch_size: int | None = None) -> None:
+    """export.json as the exporter writes it (the typed record), with the runtime settings
+    verification would have used."""
+    from edgekd.benchmarks import runtimes
+    from edgekd.benchmarks.contracts import ExportRecord
+
     size = sum(p.stat().st_size for p in folder.iterdir() if p.name.startswith(Path(artifact).stem))
-    (folder / "export.json").write_text(json.dumps({
-        "schema": "edgekd.export/1", "name": f"{role}-{fmt}-fp32", "role": role, "format": fmt,
-        "precision": "fp32", "artifact": artifact, "source_model": "tiny", "status": "ok",
-        "error": None, "parity": {"max_abs_diff": 1e-6, "top1_agreement": 1.0, "n": 8,
-                                  "min_agreement": 0.99},
-        "accuracy": 0.75, "size_bytes": size, "export_time_s": 0.1, "seq_len": SEQ_LEN,
-        "batch_size": None, "input_names": ["input_ids", "attention_mask", "token_type_ids"],
-        "tools": {}, "settings": {}}))
+    record = ExportRecord(
+        name=f"{role}-{fmt}-fp32", role=role, format=fmt, precision="fp32", artifact=artifact,
+        source_model="tiny", task="text-classification",
+        parity={"max_abs_diff": 1e-6, "top1_agreement": 1.0, "n": 8, "min_agreement": 0.99},
+        accuracy=0.75, size_bytes=size, export_time_s=0.1, seq_len=SEQ_LEN, batch_size=batch_size,
+        input_names=["input_ids", "attention_mask", "token_type_ids"],
+        runtime_settings=runtimes.module_for(fmt).settings("fp32", 1))
+    (folder / "export.json").write_text(json.dumps(record.to_dict()))
 
 
 def make_onnx(folder: Path, model_dir: Path) -> Path:
@@ -102,7 +108,7 @@ def make_tflite(folder: Path, model_dir: Path) -> Path:
     edge = litert_torch.convert(Logits(model).eval(), (ids, ids, torch.zeros_like(ids)))
     edge.export(str(folder / "model.tflite"))
     save_inputs(folder, model_dir)
-    write_export_json(folder, "tflite", "model.tflite")
+    write_export_json(folder, "tflite", "model.tflite", batch_size=1)
     return folder
 
 

@@ -45,7 +45,7 @@ def test_run_writes_the_whole_run_folder(run_once):
 
 def test_rerun_resumes_and_skips_everything(run_once):
     recipe, out, _ = run_once
-    bench_file = next((out / "bench" / "local").glob("student-onnx-fp32-t1.json"))
+    bench_file = next((out / "bench" / "local").glob("student-onnx-fp32-t1-*.json"))
     before = bench_file.stat().st_mtime_ns
     proc = subprocess.run([sys.executable, "-m", "edgekd", "run", str(recipe), "--out", str(out)],
                           capture_output=True, text=True, timeout=600)

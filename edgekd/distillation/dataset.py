@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from edgekd.distillation.losses import IGNORE_INDEX
+from edgekd.tasks.text_classification import INPUT_NAMES
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -31,7 +32,7 @@ def collate(features: list[dict], pad_token_id: int = 0) -> dict[str, torch.Tens
     """Pad to the longest example in the batch (cheaper than padding everything to max_length)."""
     longest = max(len(f["input_ids"]) for f in features)
     batch: dict[str, torch.Tensor] = {}
-    for key in ("input_ids", "attention_mask", "token_type_ids"):
+    for key in INPUT_NAMES:
         if key in features[0]:
             pad = pad_token_id if key == "input_ids" else 0
             batch[key] = torch.tensor([list(f[key]) + [pad] * (longest - len(f[key])) for f in features])

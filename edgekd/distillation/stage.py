@@ -39,8 +39,10 @@ def run_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source: s
     """Fine-tune (if asked) and evaluate the teacher, then distil and evaluate the student."""
     import torch
 
-    from edgekd.models import load_classifier, load_tokenizer
+    from edgekd.models import load_tokenizer
+    from edgekd.tasks import get_task
 
+    task = get_task(recipe.task)
     run_dir = Path(run_dir)
     teacher_dir, student_dir = run_dir / "teacher", run_dir / "student"
     skipped = []
@@ -50,7 +52,7 @@ def run_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source: s
         log("teacher: already complete, skipped")
     else:
         tokenizer = load_tokenizer(teacher_source)
-        teacher = load_classifier(teacher_source, data.labels, "teacher")
+        teacher = task.load_model(teacher_source, data.labels, "teacher")
         train_time = 0.0
         if recipe.teacher.fine_tune is not None:
             log(f"teacher: fine-tuning on {len(data.train)} examples")
@@ -91,14 +93,16 @@ def distill_student(recipe: Recipe, data: TaskData, run_dir: Path, log=print) ->
     from edgekd.distillation.features import parse_layer_map
     from edgekd.distillation.teacher_cache import cached_teacher_logits, fingerprint, predict_logits
     from edgekd.distillation.trainer import DistillationTrainer, last_checkpoint, training_arguments
-    from edgekd.models import build_student, encoder_layers_path, load_classifier, load_tokenizer
+    from edgekd.models import build_student, encoder_layers_path, load_tokenizer
+    from edgekd.tasks import get_task
 
+    task = get_task(recipe.task)
     d = recipe.distill
     teacher_dir = run_dir / "teacher"
     feature_losses = d.hidden_loss > 0 or d.attention_loss > 0
     tokenizer = load_tokenizer(str(teacher_dir))
     # The attention loss reads attention probabilities, which only the eager kernel returns.
-    teacher = load_classifier(str(teacher_dir), data.labels, "teacher",
+    teacher = task.load_model(str(teacher_dir), data.labels, "teacher",
                               attn_implementation="eager" if d.attention_loss > 0 else None)
     texts, labels = training_examples(data)
     dataset = EncodedDataset(tokenizer, texts, labels, recipe.data.max_length)
@@ -109,7 +113,7 @@ def distill_student(recipe: Recipe, data: TaskData, run_dir: Path, log=print) ->
             run_dir / "cache" / "teacher_logits.npz", key,
             lambda: predict_logits(teacher, dataset, 64, pad, progress="teacher predictions"))
         log(f"teacher predictions: {'from cache' if hit else 'computed'} for {len(dataset)} examples")
-    student = build_student(recipe.student, teacher, data.labels)
+    student = build_student(recipe.student, teacher, data.labels, task)
     if d.attention_loss > 0:
         student.config._attn_implementation = "eager"
     layer_map = parse_layer_map(d.layer_map, student.config.num_hidden_layers,

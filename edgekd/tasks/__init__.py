@@ -1,1 +1,33 @@
-"""Tasks: one module per task (`text_classification.py`, ...), chosen by the recipe's `task:`."""
+"""Tasks: one module per task (`text_classification.py`, ...), chosen by the recipe's `task:`.
+
+The recipe value is the module name with dashes (`task: text-classification` loads
+`tasks/text_classification.py`), the way `format: onnx` loads `exporters/onnx.py`: adding a task
+is adding a file. A task owns everything that depends on what the model computes: the model
+class, how examples become model inputs, the reference outputs, the quality metrics, the parity
+measure between an artifact and its source, and the module wrapped for conversion. Outside this
+package no code names a model class.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from types import ModuleType
+
+from edgekd.errors import EdgekdError
+
+DEFAULT_TASK = "text-classification"
+
+
+def available_tasks() -> list[str]:
+    """Every task module in this package, by its recipe name (no import needed)."""
+    return sorted(info.name.replace("_", "-") for info in pkgutil.iter_modules(__path__)
+                  if not info.name.startswith("_"))
+
+
+def get_task(name: str | None = None) -> ModuleType:
+    """The module of task `name` (the default task when None), or EdgekdError listing the known."""
+    name = name or DEFAULT_TASK
+    if name not in available_tasks():
+        raise EdgekdError(f"unknown task '{name}' (known: {', '.join(available_tasks())})")
+    return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")

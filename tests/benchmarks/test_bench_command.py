@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry, resolve_artifact
@@ -16,7 +17,7 @@ ENTRY_KEYS = {"name", "role", "format", "precision", "target", "threads", "batch
               "status", "error", "accuracy", "parity", "size_bytes", "latency_ms", "samples_ms",
               "throughput_per_s", "load_time_ms", "first_inference_ms", "peak_memory_mb",
               "peak_memory_window_mb", "energy_j", "energy_method", "runtime", "runtime_version",
-              "warmup", "cpu", "host"}
+              "warmup", "cpu", "host", "runtime_settings"}
 FAST = ["--warmup", "1", "--min-iterations", "5", "--min-time", "0"]
 
 
@@ -35,7 +36,10 @@ def test_bench_writes_a_report_document(onnx_dir, openvino_dir, tmp_path):
         assert entry["energy_method"].startswith("estimate:")
     assert (onnx["name"], onnx["format"], onnx["runtime"]) == ("student-onnx-fp32", "onnx", "onnxruntime")
     assert (ov["name"], ov["format"], ov["runtime"]) == ("student-openvino-fp32", "openvino", "openvino")
-    assert entry_file_name(onnx) == "student-onnx-fp32-t2.json"
+    # The file name carries every setting that changes the measurement.
+    assert entry_file_name(onnx) == f"student-onnx-fp32-t2-b1-s{onnx['seq_len']}.json"
+    assert onnx["runtime_settings"]["intra_op_num_threads"] == 2
+    assert ov["runtime_settings"]["INFERENCE_PRECISION_HINT"] == "f32"
 
 
 def test_bench_tflite_and_pytorch_baseline(tflite_dir, tiny_model_dir, tmp_path):
@@ -104,6 +108,47 @@ def test_a_hung_run_times_out(onnx_dir):
     with pytest.raises(EdgekdError, match="did not finish within 2 s"):
         bench_artifact(onnx_dir, "local", threads=1, batch_size=1, seq_len=None, warmup=1,
                        min_iterations=1, min_time_s=60, energy="none", timeout_s=2)
+
+
+def test_static_batch_artifact_is_refused_before_measuring(tflite_dir):
+    with pytest.raises(EdgekdError, match="exported for batch 1 .* cannot run batch 4"):
+        bench_artifact(tflite_dir, "local", threads=1, batch_size=4, seq_len=None, warmup=1,
+                       min_iterations=1, min_time_s=0, energy="none")
+
+
+def test_verification_and_runner_use_the_same_adapter_and_settings(openvino_dir, tmp_path,
+                                                                   monkeypatch):
+    """What was verified is what is measured: the runner on the target opens the artifact with
+    the adapter and settings verification recorded in export.json."""
+    import edgekd.benchmarks.runtimes as runtimes
+
+    record = json.loads((openvino_dir / "export.json").read_text())
+    entry = bench_artifact(openvino_dir, "local", threads=1, batch_size=1, seq_len=None,
+                           warmup=1, min_iterations=2, min_time_s=0, energy="none")
+    assert entry["runtime"] == "openvino"
+    assert entry["runtime_settings"] == record["runtime_settings"]
+    assert entry["runtime_settings"]["INFERENCE_PRECISION_HINT"] == "f32"
+    # and both come from one function, called by both sides
+    opened = []
+    real = runtimes.open_adapter
+    monkeypatch.setattr(runtimes, "open_adapter",
+                        lambda *a, **k: opened.append((a, k)) or real(*a, **k))
+    from edgekd.benchmarks import runner
+    from edgekd.exporters.verify import verify_artifact
+    from edgekd.tasks import get_task
+
+    inputs = dict(np.load(openvino_dir / "inputs.npz"))
+    labels = inputs.pop("labels")
+    task = get_task()
+    reference = runtimes.run_outputs(real(str(openvino_dir / "model.xml"))[0], inputs)
+    verify_artifact(openvino_dir / "model.xml", "openvino", "fp32", task=task,
+                    reference=reference, inputs=inputs, labels=labels)
+    out = runner.benchmark(runner.parse_args([
+        "--model", str(openvino_dir / "model.xml"), "--inputs", str(openvino_dir / "inputs.npz"),
+        "--precision", "fp32", "--warmup", "0", "--min-iterations", "1", "--min-time", "0",
+        "--energy", "none"]))
+    assert len(opened) == 2 and opened[0][1]["precision"] == opened[1][1]["precision"] == "fp32"
+    assert out["runtime_settings"] == record["runtime_settings"]
 
 
 def test_failed_entry_keeps_identity(onnx_dir):

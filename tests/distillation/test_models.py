@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from edgekd.errors import EdgekdError
-from edgekd.models import build_student, check_student_config, count_parameters, load_classifier
+from edgekd.models import build_student, check_student_config, count_parameters
+from edgekd.tasks.text_classification import load_model as load_classifier
 from edgekd.recipe import FromTeacherConfig, StudentConfig
 
 

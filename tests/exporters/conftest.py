@@ -63,13 +63,47 @@ def task_inputs(export_model_dir, tiny_data_dir):
     return test, labels, calibration
 
 
+@pytest.fixture
+def broken_converter(monkeypatch, tmp_path, export_model_dir):
+    """`broken_converter(fmt)` makes format `fmt`'s converter emit a wrong artifact, as a buggy
+    converter would: it converts a copy of the model whose classifier rows are rotated
+    (class i scores what class i+1 did), so the artifact's top-1 class differs from PyTorch's
+    on every example, on any CPU and at any precision. Verification must mark it failed."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from edgekd.exporters import get_exporter
+
+    wrong = tmp_path / "rotated-classifier"
+    shutil.copytree(export_model_dir, wrong)
+    model = AutoModelForSequenceClassification.from_pretrained(wrong)
+    order = [(i + 1) % model.config.num_labels for i in range(model.config.num_labels)]
+    with torch.no_grad():
+        model.classifier.weight.copy_(model.classifier.weight[order].clone())
+        model.classifier.bias.copy_(model.classifier.bias[order].clone())
+    model.save_pretrained(wrong)
+
+    def apply(fmt: str) -> None:
+        exporter = get_exporter(fmt)
+        real = exporter.export
+        monkeypatch.setattr(exporter, "export",
+                            lambda model_dir, *args, **kwargs: real(wrong, *args, **kwargs))
+
+    return apply
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, export_model_dir, task_inputs):
     """`exported(fmt, precision)` -> (export folder, export.json record), exported once."""
     from edgekd.exporters import export_artifact
 
+    from edgekd.exporters.verify import ReferenceOutputs
+
     root = tmp_path_factory.mktemp("exports")
     cache: dict = {}
+    references = ReferenceOutputs()  # the PyTorch logits once, shared by every export
     test, labels, calibration = task_inputs
 
     def get(fmt: str, precision: str):
@@ -77,7 +111,7 @@ def exported(tmp_path_factory, export_model_dir, task_inputs):
             folder = root / f"student-{fmt}-{precision}"
             record = export_artifact(export_model_dir, fmt, precision, folder, role="student",
                                      seq_len=SEQ_LEN, eval_inputs=test, eval_labels=labels,
-                                     calibration=calibration)
+                                     calibration=calibration, references=references)
             cache[fmt, precision] = (folder, record)
         return cache[fmt, precision]
 

@@ -40,18 +40,10 @@ def test_export_with_a_recipe_takes_its_sequence_length(export_model_dir, tiny_d
 
 
 def test_failed_verification_exits_1_naming_the_artifact(export_model_dir, tiny_data_dir,
-                                                         tmp_path, capsys):
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
+                                                         broken_converter, tmp_path, capsys):
     model_dir = tmp_path / "teacher"
     shutil.copytree(export_model_dir, model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir)
-    torch.manual_seed(1)
-    with torch.no_grad():  # classes 0 and 1 nearly tied: int8 rounding flips them
-        model.classifier.weight[1] = model.classifier.weight[0] + 1e-4 * torch.randn(128)
-        model.classifier.bias[1] = model.classifier.bias[0]
-    model.save_pretrained(model_dir)
+    broken_converter("onnx")
     out = tmp_path / "bad"
     code = main(["export", str(model_dir), "--format", "onnx", "--precision", "int8-dynamic",
                  "--data", str(tiny_data_dir), *SEQ, "--out", str(out)])

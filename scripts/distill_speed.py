@@ -1,6 +1,6 @@
 """How much does distillation cost over plain training? One epoch each, side by side.
 
-    python -m edgekd.benchmarks.distill_speed RUN_DIR [--repeats 2] [--max-steps N]
+    python scripts/distill_speed.py RUN_DIR [--repeats 2] [--max-steps N]
 
 Uses a finished run folder (its fine-tuned teacher, cached teacher predictions and recipe):
 builds the same student twice and trains it for one epoch (a) with the distillation loss on
@@ -26,11 +26,12 @@ def one_epoch(recipe, data, run_dir: Path, distill: bool, max_steps: int | None)
 
     from edgekd.distillation.dataset import EncodedDataset, collate, training_examples
     from edgekd.distillation.trainer import DistillationTrainer, training_arguments
-    from edgekd.models import build_student, load_classifier, load_tokenizer
+    from edgekd.models import build_student, load_tokenizer
+    from edgekd.tasks import get_task
 
     teacher_dir = run_dir / "teacher"
     tokenizer = load_tokenizer(str(teacher_dir))
-    teacher = load_classifier(str(teacher_dir), data.labels, "teacher")
+    teacher = get_task(recipe.task).load_model(str(teacher_dir), data.labels, "teacher")
     student = build_student(recipe.student, teacher, data.labels)
     texts, labels = training_examples(data)
     dataset = EncodedDataset(tokenizer, texts, labels, recipe.data.max_length)

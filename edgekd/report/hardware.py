@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.benchmarks.report_rows import fmt_ms, fmt_ratio, is_ok, latency
+from edgekd.report.rows import fmt_ms, fmt_ratio, is_ok, latency
 
 SCHEMA = "edgekd.hardware/1"
 MATCH_KEY = ("name", "format", "precision", "threads", "batch_size", "seq_len")

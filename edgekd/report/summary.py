@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.benchmarks.report_rows import (
+from edgekd.report.rows import (
     Entry, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting, is_ok, latency, setting,
     teacher_for)
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from edgekd.benchmarks import reporting
-from edgekd.benchmarks.hardware import compare_targets
-from edgekd.benchmarks.report_rows import pareto_front
-from edgekd.benchmarks.summary import best_student, summary_table
+from edgekd.report import build as reporting
+from edgekd.report.hardware import compare_targets
+from edgekd.report.rows import pareto_front
+from edgekd.report.summary import best_student, summary_table
 from edgekd.cli import main
 
 # name: (p50 ms, accuracy or None when it must come from export.json / metrics.json, size)
@@ -33,22 +33,28 @@ FAILED_ERROR = "litert-torch: unsupported op 'Erf' | layer 3"
 
 def make_entry(name, p50, size, target="local", threads=1, seed=0, n=200, host="box-a",
                scale=1.0):
-    """A bench entry with real-looking samples: log-normal around p50 (times `scale`)."""
+    """A bench entry built the way `edgekd bench` builds one: a runner result (the typed
+    contract the runner prints) turned into an entry by `BenchEntry.measured`. Its samples are
+    log-normal around p50 (times `scale`)."""
+    from edgekd.benchmarks import stats
+    from edgekd.benchmarks.contracts import BenchEntry, RunnerResult
+
     rng = np.random.default_rng(seed)
     samples = (p50 * scale * rng.lognormal(0.0, 0.08, n)).tolist()
-    pct = {f"p{q}": float(np.percentile(samples, q)) for q in (50, 90, 95, 99)}
     role, fmt, precision = name.split("-", 2)
-    return {"name": name, "role": role, "format": fmt, "precision": precision, "target": target,
-            "threads": threads, "batch_size": 1, "seq_len": 32, "status": "ok", "error": None,
-            "accuracy": None, "parity": None, "size_bytes": size,
-            "latency_ms": {**pct, "mean": float(np.mean(samples)), "std": float(np.std(samples, ddof=1)),
-                           "min": min(samples), "max": max(samples), "n": n},
-            "samples_ms": samples, "throughput_per_s": 1000 / pct["p50"], "load_time_ms": 50.0,
-            "first_inference_ms": p50 * 3, "peak_memory_mb": 40 + size / 1e6,
-            "peak_memory_window_mb": 38 + size / 1e6, "energy_j": p50 * 15 / 1000,
-            "energy_method": "estimate:tdp*cpu-time", "runtime": fmt, "runtime_version": "1.0",
-            "warmup": {"iterations": 10}, "cpu": {"model": "Test CPU", "cores": 2, "flags": []},
-            "host": host}
+    result = RunnerResult(
+        format=fmt, runtime=fmt, runtime_version="1.0", runtime_settings={"threads": threads},
+        threads=threads, batch_size=1, seq_len=32, size_bytes=size, load_time_ms=50.0,
+        first_inference_ms=p50 * 3, warmup={"iterations": 10},
+        measure={"min_iterations": n, "min_time_s": 0, "time_s": sum(samples) / 1000},
+        latency_ms=stats.summarize(samples), samples_ms=samples,
+        throughput_per_s=1000 / float(np.median(samples)), peak_memory_mb=40 + size / 1e6,
+        peak_memory_window_mb=38 + size / 1e6, energy_j=p50 * 15 / 1000,
+        energy_method="estimate:tdp*cpu-time", energy_detail=None,
+        cpu={"model": "Test CPU", "cores": 2, "flags": []}, host=host, python="3.11",
+        cpu_affinity=None)
+    return BenchEntry.measured(name=name, role=role, fmt=fmt, precision=precision, target=target,
+                               result=result, size_bytes=size).to_dict()
 
 
 def make_run(folder: Path, targets=("local",), name="tiny", host="box-a", scale=1.0) -> Path:

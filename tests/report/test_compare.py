@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from edgekd.benchmarks.compare import bootstrap_ratio, compare_reports, parse_threshold
+from edgekd.report.compare import bootstrap_ratio, compare_reports, parse_threshold
 from edgekd.cli import main
 from edgekd.errors import EdgekdError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.benchmarks.report_rows import (
+from edgekd.report.rows import (
     comparison_rows, failed_entries, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_pct,
     fmt_ratio, fmt_setting, latency, setting)
 
@@ -94,7 +94,7 @@ def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = No
 
 def hardware_markdown(hardware: dict[str, Any]) -> str:
     """The hardware comparison: one row per artifact, p50 per target and the ratio to the first."""
-    from edgekd.benchmarks.hardware import comparison_table
+    from edgekd.report.hardware import comparison_table
 
     header, rows = comparison_table(hardware)
     reference = hardware["targets"][0]

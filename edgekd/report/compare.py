@@ -15,9 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekd.benchmarks.contracts import ContractError, Report
 from edgekd.errors import EdgekdError
-
-SCHEMA = "edgekd.report/1"
 MATCH_KEY = ("name", "format", "precision", "target", "threads", "batch_size", "seq_len")
 METRICS = {"p50": 50.0, "median": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "mean": None}
 RESAMPLES, SEED, CONFIDENCE = 2000, 0, 0.95
@@ -46,13 +45,10 @@ def load_entries(path: str | Path) -> list[dict[str, Any]]:
         data = read_json(path)
     except (OSError, ValueError) as exc:
         raise EdgekdError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise EdgekdError(f"{path}: expected schema {SCHEMA}, found {found!r}")
-    entries = data.get("entries")
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise EdgekdError(f"{path}: 'entries' must be a list of objects")
-    return entries
+    try:
+        return Report.from_dict(data, str(path)).entries
+    except ContractError as exc:
+        raise EdgekdError(str(exc)) from None
 
 
 def key_of(entry: dict[str, Any]) -> tuple:
@@ -144,8 +140,8 @@ def _pct(value: float | None) -> str:
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table plus the unmatched entries and the verdict line."""
-    from edgekd.benchmarks.report_md import table
-    from edgekd.benchmarks.report_rows import fmt_ms
+    from edgekd.report.markdown import table
+    from edgekd.report.rows import fmt_ms
 
     metric, threshold = result["metric"], result["threshold"]
     rows = []

@@ -11,9 +11,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from edgekd.benchmarks import plots
-from edgekd.benchmarks.report_md import MAIN_COLUMNS, environment_lines, row_cells
-from edgekd.benchmarks.report_rows import (
+from edgekd.report import plots
+from edgekd.report.markdown import MAIN_COLUMNS, environment_lines, row_cells
+from edgekd.report.rows import (
     comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_setting,
     is_estimate, latency, pareto_front, setting)
 
@@ -97,7 +97,7 @@ def setting_section(rows: list[dict[str, Any]]) -> str:
 
 def hardware_section(hardware: dict[str, Any]) -> str:
     """Target against target: the table (p50 per target, ratio to the first) and a grouped plot."""
-    from edgekd.benchmarks.hardware import comparison_table
+    from edgekd.report.hardware import comparison_table
 
     targets = hardware["targets"]
     ref = targets[0]

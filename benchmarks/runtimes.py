@@ -1,0 +1,129 @@
+"""What runs an artifact: one runtime adapter per format, found by file name (`runtime_<format>.py`).
+
+Standalone (stdlib + numpy; an adapter imports only its own runtime): copied next to the
+on-device runner. The same adapter, opened with the same settings, serves both sides:
+verification on the host (`run_outputs` over the eval inputs, in exporters/verify.py) and the
+runner's timed loop on the target. So what is verified is what is measured.
+
+An adapter module defines
+    FORMAT                      its format name (== the exporter module's name)
+    SUFFIXES                    artifact file suffixes it opens (a folder for `pytorch`)
+    settings(precision, threads) -> dict   the runtime options, in this one place
+    Adapter(path, settings)     .runtime, .version, .inputs {name: dtype}, .fixed_batch,
+                                .prepare(batch) -> feed, __call__(feed) -> raw, .output(raw) -> logits
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+
+import numpy as np
+
+# "edgekd.benchmarks" inside the package; empty when copied alone onto a device, where the
+# adapter modules are plain siblings.
+_PACKAGE = __package__ or None
+
+PREFIX = "runtime_"
+# The token inputs of a transformer, in the order converters number them when they drop the
+# names (TFLite `args_0`, `args_1`, ...). The device side cannot import edgekd.tasks.
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class RuntimeMissing(RuntimeError):
+    """The runtime an artifact needs is not installed here; the message names the pip package."""
+
+
+class ArtifactError(RuntimeError):
+    """The artifact cannot be loaded or run as asked (corrupt, incomplete, wrong batch size)."""
+
+
+def import_runtime(module: str, package: str):
+    """Import a runtime module, or RuntimeMissing naming what to pip install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise RuntimeMissing(f"runtime '{module}' is not installed in this Python "
+                             f"({exc}); install it with: pip install {package}") from None
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (runtimes raise multi-line traces)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if " failed at src/" not in line
+              and not line.startswith(("Check '", "Exception from src/"))]
+    return ((useful or lines or [type(exc).__name__])[0])[:limit]
+
+
+def available() -> list[str]:
+    """Formats with an adapter module beside this file (no import needed)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return sorted(os.path.basename(p)[len(PREFIX):-3]
+                  for p in glob.glob(os.path.join(here, PREFIX + "*.py")))
+
+
+def module_for(fmt: str):
+    """The adapter module of format `fmt`."""
+    if fmt not in available():
+        raise ArtifactError(f"no runtime adapter for format '{fmt}' "
+                            f"(known: {', '.join(available())})")
+    name = PREFIX + fmt
+    return importlib.import_module(f"{_PACKAGE}.{name}" if _PACKAGE else name)
+
+
+def format_of(path: str) -> str:
+    """The format of an artifact path: by suffix, or `pytorch` for a model folder."""
+    if os.path.isdir(path):
+        return "pytorch"
+    suffix = os.path.splitext(path)[1].lower()
+    for fmt in available():
+        if suffix in module_for(fmt).SUFFIXES:
+            return fmt
+    known = sorted(s for f in available() for s in module_for(f).SUFFIXES)
+    raise ArtifactError(f"unknown artifact type '{suffix}' (expected {', '.join(known)} "
+                        "or a model folder)")
+
+
+def open_adapter(path: str, *, precision: str | None = None, threads: int = 1,
+                 fmt: str | None = None):
+    """Open `path` with its format's adapter and the canonical settings for `precision` and
+    `threads`; returns (adapter, settings). Verification and the runner both call this."""
+    module = module_for(fmt or format_of(str(path)))
+    settings = module.settings(precision or "fp32", int(threads))
+    return module.Adapter(str(path), settings), settings
+
+
+def run_outputs(adapter, inputs: dict, batch_size: int | None = None) -> np.ndarray:
+    """The adapter's float32 outputs (logits) for every row of `inputs`, in batches of
+    `batch_size` (the artifact's fixed batch when it has one; the last chunk is padded by
+    repeating rows and trimmed). A runtime failure on a call is an ArtifactError."""
+    step = adapter.fixed_batch or batch_size or 32
+    names = [n for n in adapter.inputs if n in inputs] or list(inputs)
+    rows_total = len(inputs[names[0]])
+    chunks = []
+    for start in range(0, rows_total, step):
+        batch = {k: np.asarray(v[start:start + step]) for k, v in inputs.items()}
+        rows = len(batch[names[0]])
+        if adapter.fixed_batch and rows < adapter.fixed_batch:
+            pad = np.arange(adapter.fixed_batch) % rows
+            batch = {k: v[pad] for k, v in batch.items()}
+        try:
+            out = adapter.output(adapter(adapter.prepare(batch)))
+        except (ArtifactError, RuntimeMissing):
+            raise
+        except adapter.errors as exc:
+            raise ArtifactError(f"{adapter.runtime} failed running the artifact: "
+                                f"{first_line(exc)}") from None
+        chunks.append(np.asarray(out, dtype=np.float32)[:rows])
+    return np.concatenate(chunks)
+
+
+def fill_defaults(batch: dict, names, rows_like: str = "input_ids") -> dict:
+    """Add inputs a model takes but the examples lack: BERT's token_type_ids default to zeros
+    (what a tokenizer gives for one segment)."""
+    out = dict(batch)
+    for name in names:
+        if name not in out and name == "token_type_ids" and rows_like in out:
+            out[name] = np.zeros_like(np.asarray(out[rows_like]))
+    return out
