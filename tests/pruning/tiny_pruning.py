@@ -43,14 +43,14 @@ def family_model(family: str, seed: int = 0, vocab_size: int = 64, **overrides):
         "llama": lambda: tr.LlamaForCausalLM(tr.LlamaConfig(
             vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
-            tie_word_embeddings=True, **overrides)),
+            **{"tie_word_embeddings": True, **overrides})),
         "qwen2-cls": lambda: tr.Qwen2ForSequenceClassification(tr.Qwen2Config(
             vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
             num_labels=3, pad_token_id=0, **overrides)),
         "gpt2": lambda: tr.GPT2LMHeadModel(tr.GPT2Config(
             vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-            bos_token_id=0, eos_token_id=0, **overrides)),
+            **{"bos_token_id": 0, "eos_token_id": 0, **overrides})),
     }
     model = builders[family]()
     # Random-init norms are all ones/zeros; give them spread so a wrong slice shows in outputs.
