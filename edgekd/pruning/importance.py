@@ -49,12 +49,14 @@ class _Mean:
 
     def add(self, values, mask):
         """`values` [batch, seq, channels]; `mask` [batch, seq] of 0/1 or None (all tokens)."""
+        import torch
+
         values = values.detach().float()
         if mask is None:
             summed, count = values.sum((0, 1)), values.shape[0] * values.shape[1]
-        else:
-            weights = mask.to(values.dtype)[..., None]
-            summed, count = (values * weights).sum((0, 1)), int(mask.sum())
+        else:  # a masked sum as one contraction, without a masked copy of the activations
+            summed = torch.einsum("bsc,bs->c", values, mask.to(values.dtype))
+            count = int(mask.sum())
         self.total = summed if self.total is None else self.total + summed
         self.tokens += count
 

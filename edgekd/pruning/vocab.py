@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgekd.errors import EdgekdError
 from edgekd.pruning.layouts import layout_for
@@ -33,6 +34,33 @@ class VocabTrim:
     tokenizer: object
     student_to_teacher: "np.ndarray"  # noqa: F821
     teacher_to_student: "np.ndarray"  # noqa: F821
+
+    def save(self, folder) -> None:
+        """Save the model and tokenizer (`save_pretrained`) and the id map (`VOCAB_MAP_FILE`)
+        into `folder`, so distillation can cut the teacher's logits to the student's tokens."""
+        from edgekd.files import write_json_atomic
+
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        write_json_atomic(Path(folder) / VOCAB_MAP_FILE,
+                          {"student_to_teacher": self.student_to_teacher.tolist(),
+                           "teacher_vocab_size": len(self.teacher_to_student)})
+
+
+VOCAB_MAP_FILE = "vocab_map.json"
+
+
+def load_vocab_map(folder):
+    """The `student_to_teacher` array saved by `VocabTrim.save` in `folder`, or None when the
+    folder's model was not vocabulary-trimmed."""
+    import numpy as np
+
+    from edgekd.files import read_json
+
+    path = Path(folder) / VOCAB_MAP_FILE
+    if not path.is_file():
+        return None
+    return np.asarray(read_json(path)["student_to_teacher"], dtype=np.int64)
 
 
 def teacher_to_student(student_to_teacher, teacher_size: int):

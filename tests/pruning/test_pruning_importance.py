@@ -48,3 +48,14 @@ def test_tokenizer_batches_feed_a_model_without_pad_token(byte_bpe):
     model = family_model("llama", vocab_size=len(byte_bpe))
     importance = activation_importance(model, batches)
     assert importance.hidden.shape == (32,)
+
+
+def test_importing_the_package_stays_light():
+    """The CLI may import edgekd.pruning; torch and transformers load only when a function runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgekd.pruning; "
+            "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -9,7 +9,8 @@ from tiny_pruning import RARE, family_model, sentences
 
 from edgekd.errors import EdgekdError
 from edgekd.pruning.tokenizer_trim import trim_tokenizer
-from edgekd.pruning.vocab import kept_teacher_logits, trim_embeddings, trim_vocabulary
+from edgekd.pruning.vocab import (kept_teacher_logits, load_vocab_map, trim_embeddings,
+                                  trim_vocabulary)
 
 CORPUS = sentences(40, seed=7)  # the task's text: never contains the letters x, q, j, z
 
@@ -77,9 +78,11 @@ def test_byte_bpe_student_tokenizes_kept_text_like_the_teacher(byte_bpe, tmp_pat
     expected = kept_teacher_logits(logits(teacher, byte_bpe(CORPUS[1])["input_ids"]), trim.student_to_teacher)
     assert torch.allclose(logits(trim.model, ids), expected, atol=1e-5)
 
-    trim.model.save_pretrained(tmp_path)
-    trim.tokenizer.save_pretrained(tmp_path)
+    trim.save(tmp_path)
     from transformers import AutoTokenizer
+
+    assert np.array_equal(load_vocab_map(tmp_path), trim.student_to_teacher)
+    assert load_vocab_map(tmp_path / "nowhere") is None
 
     reloaded = type(trim.model).from_pretrained(tmp_path).eval()
     assert AutoTokenizer.from_pretrained(tmp_path)(CORPUS[1])["input_ids"] == ids
