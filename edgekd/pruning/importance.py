@@ -117,10 +117,11 @@ def activation_importance(model, batches) -> Importance:
         was_training = model.training
         model.eval()
         accepted = inspect.signature(model.forward).parameters
+        device = next(model.parameters()).device
         with torch.no_grad():
             for batch in batches:
                 # tokenizers may add inputs a model does not take (token_type_ids for Llama)
-                inputs = {key: value for key, value in batch.items() if key in accepted}
+                inputs = {key: value.to(device) for key, value in batch.items() if key in accepted}
                 state["mask"] = inputs.get("attention_mask")
                 model(**inputs)
         model.train(was_training)

@@ -119,6 +119,11 @@ def trim_embeddings(model, student_to_teacher):
     config = copy.deepcopy(model.config)
     config.vocab_size = len(index)
     _remap_token_ids(config, reverse)
+    if config.model_type in ("roberta", "xlm-roberta") and config.pad_token_id != model.config.pad_token_id:
+        # RoBERTa numbers positions from pad_token_id + 1: a new pad id would shift every position
+        raise EdgekdError(f"trimming would move {config.model_type}'s pad token id "
+                          f"{model.config.pad_token_id} -> {config.pad_token_id}, which shifts its "
+                          "position ids; keep every token id below it")
     keep = {"vocab": torch.as_tensor(index)}
     student = rebuild(model, config, slice_state_dict(state, layout, keep))
     if getattr(student, "generation_config", None) is not None and student.can_generate():

@@ -102,9 +102,17 @@ def _top(scores, keep: int, size: int):
 
     if scores is None:
         return torch.arange(keep)
-    if len(scores) != size:
-        raise EdgekdError(f"importance has {len(scores)} scores for a dimension of size {size}")
     return torch.topk(scores.float(), keep).indices.sort().values
+
+
+def _check_importance(scores, shape: _Shape) -> None:
+    """Importance must come from a model of this shape (the same one, before pruning)."""
+    found = (len(scores.hidden), len(scores.heads), len(scores.ffn))
+    if found != (shape.hidden, shape.layers, shape.layers) or any(
+            len(h) != shape.heads for h in scores.heads) or any(len(f) != shape.ffn for f in scores.ffn):
+        raise EdgekdError(f"importance does not fit this model (hidden {shape.hidden}, "
+                          f"{shape.layers} layers of {shape.heads} heads and {shape.ffn} neurons); "
+                          "compute it on the model being pruned")
 
 
 def _check_target(name: str, target: int | None, current: int) -> int:
@@ -143,6 +151,8 @@ def prune_width(model, *, hidden: int | None = None, heads: int | None = None,
                           f"must be a multiple of the head size {head_dim} and hold heads={heads}")
 
     scores = importance
+    if scores is not None:
+        _check_importance(scores, shape)
     keep = {"hidden": _top(scores.hidden if scores else None, hidden, shape.hidden)}
     for layer in range(shape.layers):
         groups = shape.heads // shape.group

@@ -180,6 +180,13 @@ def test_bad_widths_are_user_errors(family, target, message):
         prune_width(family_model(family), **target)
 
 
+def test_importance_of_another_shape_is_a_user_error():
+    importance = importance_of(family_model("bert"))
+    pruned = prune_width(family_model("bert"), ffn=40)
+    with pytest.raises(EdgekdError, match="does not fit"):
+        prune_width(pruned, ffn=20, importance=importance)
+
+
 def test_unsupported_model_type_is_a_user_error():
     with pytest.raises(EdgekdError, match="supports model types"):
         prune_width(types.SimpleNamespace(config=types.SimpleNamespace(model_type="t5")), ffn=8)
