@@ -95,7 +95,7 @@ def _current_shape(model, layout) -> _Shape:
                   layers=len(layers))
 
 
-def _top(scores, keep: int, size: int):
+def _top(scores, keep: int):
     """The indices of the `keep` highest `scores` (the first `keep` without scores), sorted so
     kept channels stay in their original order."""
     import torch
@@ -153,20 +153,20 @@ def prune_width(model, *, hidden: int | None = None, heads: int | None = None,
     scores = importance
     if scores is not None:
         _check_importance(scores, shape)
-    keep = {"hidden": _top(scores.hidden if scores else None, hidden, shape.hidden)}
+    keep = {"hidden": _top(scores.hidden if scores is not None else None, hidden)}
     for layer in range(shape.layers):
         groups = shape.heads // shape.group
-        head_scores = scores.heads[layer] if scores else None
+        head_scores = scores.heads[layer] if scores is not None else None
         if head_scores is not None:  # a KV group is worth the sum of its query heads
             head_scores = head_scores.float().reshape(groups, shape.group).sum(1)
-        kept_groups = _top(head_scores, heads // shape.group, groups)
+        kept_groups = _top(head_scores, heads // shape.group)
         kept_heads = head_channels(kept_groups, shape.group)  # query heads of the kept groups
         channels = head_channels(kept_heads, head_dim)
         keep[("heads", layer)] = channels
         keep[("kv", layer)] = head_channels(kept_groups, head_dim)
         split = shape.heads * head_dim  # GPT-2's c_attn holds q | k | v, each `split` wide
         keep[("qkv", layer)] = torch.cat([channels, channels + split, channels + 2 * split])
-        keep[("ffn", layer)] = _top(scores.ffn[layer] if scores else None, ffn, shape.ffn)
+        keep[("ffn", layer)] = _top(scores.ffn[layer] if scores is not None else None, ffn)
 
     config = _rewrite_config(model.config, layout, hidden, heads, ffn, shape, head_dim)
     return rebuild(model, config, slice_state_dict(model.state_dict(), layout, keep))

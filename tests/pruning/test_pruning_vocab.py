@@ -42,7 +42,8 @@ def test_wordpiece_rows_and_outputs_follow_the_map(wordpiece):
     teacher = family_model("roberta-mlm", vocab_size=len(wordpiece), pad_token_id=0)
     trim = trim_vocabulary(teacher, wordpiece, CORPUS)
     index = torch.as_tensor(trim.student_to_teacher)
-    old, new = teacher.roberta.embeddings.word_embeddings.weight, trim.model.roberta.embeddings.word_embeddings.weight
+    old = teacher.roberta.embeddings.word_embeddings.weight
+    new = trim.model.roberta.embeddings.word_embeddings.weight
     assert torch.equal(new, old[index])
     assert torch.equal(trim.model.lm_head.bias, teacher.lm_head.bias[index])
     assert trim.model.lm_head.decoder.weight is new  # the tied MLM decoder follows the embedding
@@ -143,6 +144,11 @@ def test_unigram_tokenizer_is_a_user_error():
                                                                 special_tokens=["<unk>"]))
     with pytest.raises(EdgekdError, match="Unigram"):
         trim_tokenizer(PreTrainedTokenizerFast(tokenizer_object=backend), CORPUS)
+
+
+def test_no_text_is_a_user_error(wordpiece):
+    with pytest.raises(EdgekdError, match="at least one"):
+        trim_tokenizer(wordpiece, ["", ""])
 
 
 def test_ids_outside_the_embedding_are_a_user_error():
