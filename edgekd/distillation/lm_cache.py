@@ -92,8 +92,9 @@ def _shard_fingerprint(file: Path) -> str | None:
         return None
 
 
-def _pad_rows(rows: list[np.ndarray], length: int) -> np.ndarray:
-    out = np.zeros((len(rows), length) + rows[0].shape[1:], rows[0].dtype)
+def _pad_rows(rows: list[np.ndarray], length: int, tail: tuple, dtype) -> np.ndarray:
+    """Rows of different lengths as one zero-padded [n, length, *tail] array."""
+    out = np.zeros((len(rows), length) + tail, dtype)
     for i, row in enumerate(rows):
         out[i, :len(row)] = row
     return out
@@ -125,12 +126,33 @@ def teacher_top_k(model, sequences: list[list[int]], k: int, temperature: float,
     return out
 
 
+def _topk_shard(model, tokenizer, texts: list[str], first_text: int, *, k: int, seq_len: int,
+                temperature: float, batch_size: int) -> dict:
+    """The arrays of one shard: its texts tokenized (truncated to seq_len) and the teacher's
+    top-k at every position; texts of fewer than 2 tokens have nothing to predict and are left out."""
+    encoded = tokenizer(list(texts), truncation=True, max_length=seq_len)["input_ids"]
+    keep = [j for j, ids in enumerate(encoded) if len(ids) >= 2]
+    sequences = [encoded[j] for j in keep]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked anyway
+    predictions = teacher_top_k(model, sequences, k, temperature, batch_size, pad_id)
+    longest = max((len(s) for s in sequences), default=0)
+    return {"input_ids": _pad_rows(sequences, longest, (), np.int32),
+            "lengths": np.asarray([len(s) for s in sequences], np.int32),
+            "text_index": np.asarray([first_text + j for j in keep], np.int32),
+            "topk_indices": _pad_rows([p[0] for p in predictions], longest, (k,), np.int32),
+            "topk_log_probs": _pad_rows([p[1] for p in predictions], longest, (k,), np.float16)}
+
+
 def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k: int = 32,
                      seq_len: int = 256, temperature: float = 1.0, shard_size: int = 256,
-                     batch_size: int = 8, device: str = "cpu") -> dict:
+                     batch_size: int = 8, device: str = "cpu", progress: str | None = None) -> dict:
     """Fill `cache_dir` with the teacher's top-k log-probs for every text (see module doc) and
     return the index. Loads and runs the teacher only for shards not already cached under the
-    same fingerprint; stale shards (another teacher, texts or settings) are deleted first."""
+    same fingerprint; stale shards (another teacher, texts or settings) are deleted first.
+    `progress`: a label for a progress bar over the shards to compute (None: no bar)."""
+    if k < 1 or seq_len < 2 or shard_size < 1 or batch_size < 1 or temperature <= 0:
+        raise EdgekdError(f"top-k cache needs k >= 1, seq_len >= 2, shard_size >= 1, batch_size >= 1 "
+                          f"and temperature > 0 (got {k}, {seq_len}, {shard_size}, {batch_size}, {temperature})")
     cache_dir = Path(cache_dir)
     settings = {"k": k, "seq_len": seq_len, "temperature": temperature, "shard_size": shard_size}
     key = cache_fingerprint(teacher_dir, texts, kind="topk", **settings)
@@ -147,27 +169,16 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
             file.unlink()
     missing = [i for i in range(shard_count) if not (cache_dir / SHARD.format(i)).is_file()]
     if missing:
+        from tqdm.auto import tqdm
+
         model, tokenizer = load_teacher(teacher_dir, device)
         if k > model.config.vocab_size:
             raise EdgekdError(f"top-k of {k} exceeds the teacher's vocabulary of {model.config.vocab_size}")
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        for i in missing:
-            chunk = texts[i * shard_size:(i + 1) * shard_size]
-            encoded = tokenizer(list(chunk), truncation=True, max_length=seq_len)["input_ids"]
-            keep = [j for j, ids in enumerate(encoded) if len(ids) >= 2]   # 1 token: nothing to predict
-            sequences = [encoded[j] for j in keep]
-            predictions = teacher_top_k(model, sequences, k, temperature, batch_size, pad_id) if keep else []
-            longest = max((len(s) for s in sequences), default=0)
-            arrays = {
-                "input_ids": _pad_rows([np.asarray(s, np.int32) for s in sequences], longest)
-                if keep else np.zeros((0, 0), np.int32),
-                "lengths": np.asarray([len(s) for s in sequences], np.int32),
-                "text_index": np.asarray([i * shard_size + j for j in keep], np.int32),
-                "topk_indices": _pad_rows([p[0] for p in predictions], longest)
-                if keep else np.zeros((0, 0, k), np.int32),
-                "topk_log_probs": _pad_rows([p[1] for p in predictions], longest)
-                if keep else np.zeros((0, 0, k), np.float16),
-                "fingerprint": np.array(key)}
+        for i in tqdm(missing, desc=progress, disable=progress is None, unit="shard"):
+            arrays = _topk_shard(model, tokenizer, texts[i * shard_size:(i + 1) * shard_size],
+                                 i * shard_size, k=k, seq_len=seq_len, temperature=temperature,
+                                 batch_size=batch_size)
+            arrays["fingerprint"] = np.array(key)
             _atomic_write(cache_dir / SHARD.format(i), lambda tmp: _save_npz(tmp, arrays))
     shards = []
     for i in range(shard_count):

@@ -224,3 +224,14 @@ def test_sequence_kd_is_the_teachers_greedy_text_and_resumes(teacher_dir, tmp_pa
     with ForwardCounter() as changed:
         build_sequence_kd(teacher_dir, texts, out, prompt_tokens=4, max_new_tokens=2, batch_size=3)
     assert changed.rows == 7 and len(read_sequence_kd(out)) == 7
+
+
+def test_bad_settings_are_one_line_errors(teacher_dir, tmp_path):
+    from edgekd.errors import EdgekdError
+
+    with pytest.raises(EdgekdError, match="k >= 1"):
+        build_topk_cache(teacher_dir, _texts(2), tmp_path, k=0)
+    with pytest.raises(EdgekdError, match="exceeds the teacher's vocabulary"):
+        build_topk_cache(teacher_dir, _texts(2), tmp_path, k=10_000)
+    with pytest.raises(EdgekdError, match="no finished top-k cache"):
+        TopKShardDataset(tmp_path / "nothing")
