@@ -2,9 +2,10 @@
 
 (a) Token level: the teacher's top-k next-token log-probabilities at every position of every
     training sequence (one sequence = one text, tokenized and truncated to `seq_len`), in shards
-    of `shard_size` texts: `shard-00000.npz` holds int32 `input_ids` [n, L], `lengths` [n],
-    `text_index` [n], int32 `topk_indices` [n, L, k], float16 `topk_log_probs` [n, L, k] and
-    the cache `fingerprint`; `index.json` lists the shards once all are written. Each shard is
+    of `shard_size` texts. `shard-00000.npz` holds the shard's T tokens back to back, unpadded:
+    int32 `input_ids` [T], `offsets` [n + 1] (sequence i is tokens offsets[i]:offsets[i+1]),
+    `text_index` [n], int32 `topk_indices` [T, k], float16 `topk_log_probs` [T, k], and the
+    cache `fingerprint`; `index.json` lists the shards once all are written. Each shard is
     written atomically, so an interrupted build keeps its finished shards and a rerun computes
     only the missing ones. `TopKShardDataset` streams the shards one at a time, so a corpus
     larger than memory trains fine. Values are log softmax(z / T) over the full vocabulary at
@@ -92,12 +93,11 @@ def _shard_fingerprint(file: Path) -> str | None:
         return None
 
 
-def _pad_rows(rows: list[np.ndarray], length: int, tail: tuple, dtype) -> np.ndarray:
-    """Rows of different lengths as one zero-padded [n, length, *tail] array."""
-    out = np.zeros((len(rows), length) + tail, dtype)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
+def _concatenated(rows: list, tail: tuple, dtype) -> np.ndarray:
+    """Rows of different lengths back to back as one [sum of lengths, *tail] array."""
+    if not rows:
+        return np.zeros((0,) + tail, dtype)
+    return np.concatenate([np.asarray(row, dtype).reshape((-1,) + tail) for row in rows])
 
 
 def teacher_top_k(model, sequences: list[list[int]], k: int, temperature: float,
@@ -135,12 +135,11 @@ def _topk_shard(model, tokenizer, texts: list[str], first_text: int, *, k: int, 
     sequences = [encoded[j] for j in keep]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0  # masked anyway
     predictions = teacher_top_k(model, sequences, k, temperature, batch_size, pad_id)
-    longest = max((len(s) for s in sequences), default=0)
-    return {"input_ids": _pad_rows(sequences, longest, (), np.int32),
-            "lengths": np.asarray([len(s) for s in sequences], np.int32),
+    return {"input_ids": _concatenated(sequences, (), np.int32),
+            "offsets": np.cumsum([0] + [len(s) for s in sequences]).astype(np.int64),
             "text_index": np.asarray([first_text + j for j in keep], np.int32),
-            "topk_indices": _pad_rows([p[0] for p in predictions], longest, (k,), np.int32),
-            "topk_log_probs": _pad_rows([p[1] for p in predictions], longest, (k,), np.float16)}
+            "topk_indices": _concatenated([p[0] for p in predictions], (k,), np.int32),
+            "topk_log_probs": _concatenated([p[1] for p in predictions], (k,), np.float16)}
 
 
 def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k: int = 32,
@@ -183,8 +182,9 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
     shards = []
     for i in range(shard_count):
         with np.load(cache_dir / SHARD.format(i)) as shard:
-            shards.append({"file": SHARD.format(i), "sequences": int(shard["lengths"].shape[0]),
-                           "tokens": int(shard["lengths"].sum())})
+            offsets = shard["offsets"]
+            shards.append({"file": SHARD.format(i), "sequences": len(offsets) - 1,
+                           "tokens": int(offsets[-1])})
     index = {"fingerprint": key, **settings, "texts": len(texts),
              "sequences": sum(s["sequences"] for s in shards), "shards": shards}
     _atomic_write(index_file, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1) + "\n"))
@@ -226,13 +226,13 @@ class TopKShardDataset(torch.utils.data.IterableDataset):
         for name in shards:
             with np.load(self.cache_dir / name) as shard:
                 arrays = {key: shard[key] for key in
-                          ("input_ids", "lengths", "topk_indices", "topk_log_probs")}
-            order = rng.permutation(len(arrays["lengths"])) if self.shuffle else range(len(arrays["lengths"]))
-            for i in order:
-                n = int(arrays["lengths"][i])
-                yield {"input_ids": torch.from_numpy(arrays["input_ids"][i, :n].astype(np.int64)),
-                       "teacher_indices": torch.from_numpy(arrays["topk_indices"][i, :n].astype(np.int64)),
-                       "teacher_log_probs": torch.from_numpy(arrays["topk_log_probs"][i, :n].astype(np.float32))}
+                          ("input_ids", "offsets", "topk_indices", "topk_log_probs")}
+            count = len(arrays["offsets"]) - 1
+            for i in rng.permutation(count) if self.shuffle else range(count):
+                span = slice(int(arrays["offsets"][i]), int(arrays["offsets"][i + 1]))
+                yield {"input_ids": torch.from_numpy(arrays["input_ids"][span].astype(np.int64)),
+                       "teacher_indices": torch.from_numpy(arrays["topk_indices"][span].astype(np.int64)),
+                       "teacher_log_probs": torch.from_numpy(arrays["topk_log_probs"][span].astype(np.float32))}
 
 
 def collate_topk(rows: list[dict], pad_token_id: int = 0, temperature: float = 1.0) -> dict:

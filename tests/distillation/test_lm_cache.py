@@ -110,6 +110,9 @@ def test_cached_top_k_is_the_teachers_own(teacher_dir, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
     items = list(TopKShardDataset(tmp_path))
     assert len(items) == 7
+    # Stored unpadded: the shards hold exactly one top-k row per token.
+    with np.load(tmp_path / "shard-00000.npz") as shard:
+        assert shard["topk_indices"].shape == (sum(len(i["input_ids"]) for i in items[:4]), 8)
     for text, item in zip(texts, items):
         ids = tokenizer(text, truncation=True, max_length=12)["input_ids"]
         assert item["input_ids"].tolist() == ids
