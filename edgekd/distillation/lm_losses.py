@@ -16,8 +16,8 @@ mass is 1 - sum(top-k probabilities); the student's is the exact softmax mass of
 the top-k (a log-sum-exp over the other tokens, so its gradient is exact). Both are proper
 distributions over the same k + 1 outcomes, so every divergence below is defined as is; by the
 data-processing inequality the k + 1-bucket f-divergence is a lower bound of the full-vocabulary
-one, tight when k = V (no tail) or when the two tails are proportional. Unlike renormalising the
-top-k, this keeps the student from putting mass on tokens the teacher ranks low for free.
+one, tight when k = V (no tail) or when the two tails are proportional. (Renormalising the
+top-k instead would leave whatever mass the student puts outside them unpenalised.)
 Because the fp16 cached values may add up to slightly more than 1, the teacher's tail mass is
 floored at `TAIL_FLOOR` and its k + 1 buckets renormalised.
 """
