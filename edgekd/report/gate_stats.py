@@ -15,7 +15,7 @@ Method ("welch", the default; docs/regression-gate.md shows it is calibrated):
      the runs (blocks of sqrt(n) samples keep serial correlation) and cannot see drift between
      runs: the verdict says so in `warning`.
 The alternative `method="bootstrap"` is the two-stage bootstrap (repeats with replacement, then
-blocks within each chosen repeat); it is too narrow at K = 3 and too wide at K >= 5 (see docs).
+blocks within each chosen repeat); its interval is too narrow with few repeats (see docs).
 
 Several entries: regressions are decided by Holm's step-down on the one-sided p-values, so the
 chance of *any* false alarm in one comparison stays at most `alpha`. Each interval is two-sided
