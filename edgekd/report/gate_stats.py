@@ -69,7 +69,7 @@ class Verdict:
 # --- Student's t distribution (numpy only: scipy is not a dependency of the core) ---------------
 
 def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes 6.4)."""
+    """Continued fraction of the incomplete beta function (modified Lentz, Numerical Recipes)."""
     tiny = 1e-300
     c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
     d = 1.0 / (d if abs(d) > tiny else tiny)
@@ -231,14 +231,15 @@ def log_ratio(baseline, candidate, *, statistic: str = "p50", method: str = "wel
         rng = np.random.default_rng(seed)
         draws = (_two_stage_draws(cand, statistic, resamples, rng)
                  - _two_stage_draws(base, statistic, resamples, rng))
-        if method == "bootstrap" and min(len(x), len(y)) > 1:
-            return LogRatio(estimate, "two-stage bootstrap", draws=draws)
-        warning = NO_DRIFT_WARNING if len(x) == len(y) == 1 else (
+        if len(x) == len(y) == 1:
+            return LogRatio(estimate, "block bootstrap within runs", draws=draws,
+                            warning=NO_DRIFT_WARNING)
+        warning = None if min(len(x), len(y)) > 1 else (
             "one repeat on one side: the two-stage bootstrap sees no drift on that side")
-        return LogRatio(estimate, "block bootstrap within runs", draws=draws, warning=warning)
+        return LogRatio(estimate, "two-stage bootstrap", draws=draws, warning=warning)
     if len(x) == 1 or len(y) == 1:
         # One side cannot show its drift: assume it drifts like the other side (same machine,
-        # same kind of artifact), the only assumption that keeps the interval honest.
+        # same kind of artifact) rather than pretend that it has none.
         single, other = ("baseline", y) if len(x) == 1 else ("candidate", x)
         spread = float(np.std(other, ddof=1))
         se = spread * math.sqrt(1 / len(x) + 1 / len(y))

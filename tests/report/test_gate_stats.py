@@ -246,6 +246,8 @@ def test_one_repeat_on_one_side_borrows_the_other_sides_spread():
     est = log_ratio([runs[0, 0]], list(runs[1]))
     spread = np.std(np.log(np.median(runs[1], axis=1)), ddof=1)
     assert est.se == pytest.approx(spread * math.sqrt(1 + 1 / 5)) and est.df == 4
+    boot = judge({"e": (runs[0, 0], list(runs[1]))}, method="bootstrap", resamples=500)[0]
+    assert boot.method == "two-stage bootstrap" and "no drift on that side" in boot.warning
 
 
 def test_no_scatter_between_repeats_gives_a_point_interval():
