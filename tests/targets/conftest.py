@@ -16,12 +16,24 @@ SSHD = Path("/usr/sbin/sshd")
 DEVICE_PYTHON = REPO / ".venv-device" / "bin" / "python"
 
 
+def in_ci() -> bool:
+    """True under CI (CI=true, as CI services set it; scripts/system-deps.sh reads it the same way)."""
+    return os.environ.get("CI", "") not in ("", "0", "false", "False", "FALSE", "no")
+
+
+def missing(reason: str) -> None:
+    """Skip for a missing system program -- but fail under CI, where a skip would pass silently."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: a skip here would hide it)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def device_python() -> Path:
     """The minimal device virtualenv (numpy, onnxruntime, ai-edge-litert; no torch, no edgekd)."""
     if not DEVICE_PYTHON.exists():
-        pytest.skip(".venv-device is absent: create it with `bash scripts/device-venv.sh` "
-                    "(`make test` does)")
+        missing(".venv-device is absent: create it with `bash scripts/device-venv.sh` "
+                "(`make test` does)")
     return DEVICE_PYTHON
 
 
@@ -36,9 +48,9 @@ class Sshd:
 
     def __init__(self, root: Path):
         if not SSHD.exists():
-            pytest.skip("/usr/sbin/sshd is absent: install openssh-server (scripts/system-deps.sh)")
+            missing("/usr/sbin/sshd is absent: install openssh-server (scripts/system-deps.sh)")
         if shutil.which("ssh") is None:
-            pytest.skip("the ssh client is absent: install openssh-client (scripts/system-deps.sh)")
+            missing("the ssh client is absent: install openssh-client (scripts/system-deps.sh)")
         self.root = root
         self.port = _free_port()
         self.user = os.environ.get("USER") or __import__("getpass").getuser()
