@@ -44,7 +44,8 @@ def _free_port() -> int:
 
 
 class Sshd:
-    """A running sshd with its client-side files: key, known_hosts, and a URL."""
+    """A running sshd with its client-side files: key, known_hosts, and a URL; its sessions'
+    $TMPDIR is `remote_tmp`, where the SSH target makes its remote temp folders."""
 
     def __init__(self, root: Path):
         if not SSHD.exists():
@@ -61,6 +62,10 @@ class Sshd:
         self.known_hosts = root / "known_hosts"
         host_pub = (root / "host_ed25519.pub").read_text().split()
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        # The "remote" temp folders (mktemp in $TMPDIR) go to a folder of this server's own, so
+        # tests that count them see neither local-target runs nor other test sessions.
+        self.remote_tmp = root / "remote-tmp"
+        self.remote_tmp.mkdir()
         config = root / "sshd_config"
         config.write_text(f"""\
 Port {self.port}
@@ -74,6 +79,7 @@ PermitRootLogin yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
+SetEnv TMPDIR={self.remote_tmp}
 """)
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation folder sshd insists on
         self.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],

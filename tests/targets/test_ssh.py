@@ -16,13 +16,14 @@ from edgekd.targets.profiles import get_target, target_slug
 FAST = dict(threads=1, batch_size=1, seq_len=None, warmup=2, min_iterations=5, min_time_s=0.0)
 
 
-def remote_dirs() -> set[str]:
-    return set(glob.glob("/tmp/edgekd-*"))  # the "remote" is this host: its temp folders are here
+def remote_dirs(sshd) -> set[str]:
+    """The SSH target's remote temp folders (the "remote" is this host, its $TMPDIR the sshd's)."""
+    return set(glob.glob(f"{sshd.remote_tmp}/edgekd-*"))
 
 
 def test_onnx_and_tflite_run_in_the_device_venv(sshd, device_python, onnx_dir, tflite_dir, tmp_path):
     profile = sshd.profile(tmp_path, python=device_python)
-    before = remote_dirs()
+    before = remote_dirs(sshd)
     for folder, runtime in ((onnx_dir, "onnxruntime"), (tflite_dir, "ai_edge_litert")):
         entry = bench_artifact(folder, str(profile), **FAST, energy="estimate")
         assert entry["status"] == "ok" and entry["target"] == "devbox"
@@ -30,7 +31,7 @@ def test_onnx_and_tflite_run_in_the_device_venv(sshd, device_python, onnx_dir, t
         assert entry["latency_ms"]["n"] >= 5 and len(entry["samples_ms"]) == entry["latency_ms"]["n"]
         assert entry["python"] != "" and entry["energy_method"].startswith("estimate:")
         assert "2.5 W/core (profile)" in entry["energy_method"]  # the profile's power figure
-    assert remote_dirs() == before  # every remote temp folder was removed
+    assert remote_dirs(sshd) == before  # every remote temp folder was removed
 
 
 def test_device_venv_is_minimal(device_python):
@@ -55,14 +56,14 @@ def test_unknown_host_key_is_refused(sshd, device_python, onnx_dir, tmp_path):
     other = "[127.0.0.2]:22 " + " ".join(sshd.known_hosts.read_text().split()[1:3]) + "\n"
     known_hosts.write_text(other)  # some other host's key only
     profile = sshd.profile(tmp_path, python=device_python, known_hosts=str(known_hosts))
-    before = remote_dirs()
+    before = remote_dirs(sshd)
     with pytest.raises(EdgekdError) as error:
         bench_artifact(onnx_dir, str(profile), **FAST)
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"target devbox: cannot reach {sshd.url}: ")
     assert f"host key is not in {known_hosts}" in message
     assert f"ssh-keyscan -p {sshd.port} 127.0.0.1 >> {known_hosts}" in message
-    assert known_hosts.read_text() == other and remote_dirs() == before  # nothing added, nothing run
+    assert known_hosts.read_text() == other and remote_dirs(sshd) == before  # nothing added, nothing run
     with pytest.raises(EdgekdError, match="host key is not in"):  # `targets check` says the same
         get_target(str(profile)).python_info()
 
@@ -96,11 +97,11 @@ def test_unreachable_host_is_a_clear_error(onnx_dir, tmp_path, sshd):
 
 def test_hung_runner_times_out_and_cleans_up(sshd, device_python, onnx_dir, tmp_path):
     profile = sshd.profile(tmp_path, python=device_python)
-    before = remote_dirs()
+    before = remote_dirs(sshd)
     with pytest.raises(EdgekdError, match="timed out after 3 s"):
         bench_artifact(onnx_dir, str(profile), threads=1, batch_size=1, seq_len=None, warmup=1,
                        min_iterations=1, min_time_s=60, energy="none", timeout_s=3)
-    assert remote_dirs() == before
+    assert remote_dirs(sshd) == before
     time.sleep(0.5)
     running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not [line for line in running.splitlines() if "runner.py" in line and "--min-time 60" in line]

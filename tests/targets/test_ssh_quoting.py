@@ -24,7 +24,7 @@ FAST = dict(threads=1, batch_size=1, seq_len=None, warmup=1, min_iterations=3, m
 
 def hostile(canary: str) -> str:
     """Shell syntax that creates `canary` wherever a shell evaluates it: in the shell's folder,
-    its parent (a remote temp folder's parent is /tmp) and $HOME; with quotes, spaces, a glob.
+    its parent (a remote temp folder's parent is $TMPDIR) and $HOME; with quotes, spaces, a glob.
     No `/` (not in a file name) and no `..` (ONNX refuses it in an external-data name)."""
     return (f"$(touch {canary}) `touch {canary}` $(cd $(dirname $PWD);touch {canary}) $(cd;touch {canary}) "
             f"'single' \"double\" [x]")
@@ -104,8 +104,9 @@ def test_hostile_names_are_data_not_commands(sshd, device_python, onnx_dir, tmp_
         assert entry["name"] == f"student {name}" and entry["latency_ms"]["n"] >= 3
     assert get_target(str(profile)).python_info()["packages"]["onnxruntime"]  # same Python, `check`
     assert weights_sent == [True, True]
+    assert [folder.parent for folder in remote_dirs] == [sshd.remote_tmp] * 2  # the sshd's $TMPDIR
     assert seen_in_remote_dirs == [] and not any(folder.exists() for folder in remote_dirs)
-    assert places(canary, tmp_path) == []
+    assert places(canary, tmp_path, sshd.remote_tmp) == []
 
 
 def test_key_files_in_folders_with_spaces_percent_and_quotes(sshd, device_python, tmp_path):
