@@ -114,3 +114,16 @@ def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_pa
     folder = artifacts.openvino_export(tmp_path_factory, tiny_model_dir)  # no openvino on the device
     with pytest.raises(EdgekdError, match="pip install openvino"):
         bench_artifact(folder, str(sshd.profile(tmp_path, python=device_python)), **FAST)
+
+
+def test_the_ssh_client_here_accepts_double_dash_before_the_destination(sshd, tmp_path):
+    """OpenSSH reads options even after the destination; after `--` it reads none: a word that
+    looks like an option (`-V`) is the remote command, run by the remote shell."""
+    argv = get_target(str(sshd.profile(tmp_path))).ssh_argv()
+    assert argv[-2] == "--"
+    remote = subprocess.run(argv + ["-V"], capture_output=True, text=True, timeout=30)
+    assert remote.returncode not in (0, 255) and "OpenSSH" not in remote.stdout + remote.stderr
+    assert "-V" in remote.stderr  # the remote shell's complaint about the command `-V`
+    without = [a for a in argv if a != "--"] + ["-V"]  # the old command line: ssh eats the -V
+    local = subprocess.run(without, capture_output=True, text=True, timeout=30)
+    assert local.returncode == 0 and "OpenSSH" in local.stderr
