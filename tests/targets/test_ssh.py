@@ -103,8 +103,20 @@ def test_hung_runner_times_out_and_cleans_up(sshd, device_python, onnx_dir, tmp_
                        min_iterations=1, min_time_s=60, energy="none", timeout_s=3)
     assert remote_dirs(sshd) == before
     time.sleep(0.5)
-    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not [line for line in running.splitlines() if "runner.py" in line and "--min-time 60" in line]
+    assert runners_in(sshd.remote_tmp) == []
+
+
+def runners_in(folder) -> list[int]:
+    """Pids of runners whose working folder lies in `folder` -- this sshd's remote temp folders,
+    so runners of other tests or sessions on the machine do not count."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline, cwd = proc.info["cmdline"] or [], proc.info["cwd"] or ""
+        if "runner.py" in cmdline and cwd.startswith(str(folder)):
+            found.append(proc.pid)
+    return found
 
 
 def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_path_factory,
