@@ -16,12 +16,24 @@ SSHD = Path("/usr/sbin/sshd")
 DEVICE_PYTHON = REPO / ".venv-device" / "bin" / "python"
 
 
+def in_ci() -> bool:
+    """True under CI (CI=true, as CI services set it; scripts/system-deps.sh reads it the same way)."""
+    return os.environ.get("CI", "") not in ("", "0", "false", "False", "FALSE", "no")
+
+
+def missing(reason: str) -> None:
+    """Skip for a missing system program -- but fail under CI, where a skip would pass silently."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: a skip here would hide it)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def device_python() -> Path:
     """The minimal device virtualenv (numpy, onnxruntime, ai-edge-litert; no torch, no edgekd)."""
     if not DEVICE_PYTHON.exists():
-        pytest.skip(".venv-device is absent: create it with `bash scripts/device-venv.sh` "
-                    "(`make test` does)")
+        missing(".venv-device is absent: create it with `bash scripts/device-venv.sh` "
+                "(`make test` does)")
     return DEVICE_PYTHON
 
 
@@ -32,13 +44,14 @@ def _free_port() -> int:
 
 
 class Sshd:
-    """A running sshd with its client-side files: key, known_hosts, and a URL."""
+    """A running sshd with its client-side files: key, known_hosts, and a URL; its sessions'
+    $TMPDIR is `remote_tmp`, where the SSH target makes its remote temp folders."""
 
     def __init__(self, root: Path):
         if not SSHD.exists():
-            pytest.skip("/usr/sbin/sshd is absent: install openssh-server (scripts/system-deps.sh)")
+            missing("/usr/sbin/sshd is absent: install openssh-server (scripts/system-deps.sh)")
         if shutil.which("ssh") is None:
-            pytest.skip("the ssh client is absent: install openssh-client (scripts/system-deps.sh)")
+            missing("the ssh client is absent: install openssh-client (scripts/system-deps.sh)")
         self.root = root
         self.port = _free_port()
         self.user = os.environ.get("USER") or __import__("getpass").getuser()
@@ -49,6 +62,10 @@ class Sshd:
         self.known_hosts = root / "known_hosts"
         host_pub = (root / "host_ed25519.pub").read_text().split()
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {host_pub[0]} {host_pub[1]}\n")
+        # The "remote" temp folders (mktemp in $TMPDIR) go to a folder of this server's own, so
+        # tests that count them see neither local-target runs nor other test sessions.
+        self.remote_tmp = root / "remote-tmp"
+        self.remote_tmp.mkdir()
         config = root / "sshd_config"
         config.write_text(f"""\
 Port {self.port}
@@ -62,6 +79,7 @@ PermitRootLogin yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PubkeyAuthentication yes
+SetEnv TMPDIR={self.remote_tmp}
 """)
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation folder sshd insists on
         self.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],

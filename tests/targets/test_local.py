@@ -56,8 +56,10 @@ def test_unknown_targets_are_refused(tmp_path, monkeypatch):
         get_target("nosuch")
     with pytest.raises(EdgekdError, match="unknown kind of target 'ftp://'"):
         get_target("ftp://host")
-    with pytest.raises(EdgekdError, match="expected ssh://user@host:port"):
+    with pytest.raises(EdgekdError, match="port 'notaport' is not a number from 1 to 65535"):
         get_target("ssh://user@host:notaport")
+    with pytest.raises(EdgekdError, match="expected ssh://user@host:port"):
+        get_target("ssh://user@host/some/path")
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")

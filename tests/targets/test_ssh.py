@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import shutil
 import subprocess
 import time
 
@@ -17,13 +16,14 @@ from edgekd.targets.profiles import get_target, target_slug
 FAST = dict(threads=1, batch_size=1, seq_len=None, warmup=2, min_iterations=5, min_time_s=0.0)
 
 
-def remote_dirs() -> set[str]:
-    return set(glob.glob("/tmp/edgekd-*"))  # the "remote" is this host: its temp folders are here
+def remote_dirs(sshd) -> set[str]:
+    """The SSH target's remote temp folders (the "remote" is this host, its $TMPDIR the sshd's)."""
+    return set(glob.glob(f"{sshd.remote_tmp}/edgekd-*"))
 
 
 def test_onnx_and_tflite_run_in_the_device_venv(sshd, device_python, onnx_dir, tflite_dir, tmp_path):
     profile = sshd.profile(tmp_path, python=device_python)
-    before = remote_dirs()
+    before = remote_dirs(sshd)
     for folder, runtime in ((onnx_dir, "onnxruntime"), (tflite_dir, "ai_edge_litert")):
         entry = bench_artifact(folder, str(profile), **FAST, energy="estimate")
         assert entry["status"] == "ok" and entry["target"] == "devbox"
@@ -31,22 +31,13 @@ def test_onnx_and_tflite_run_in_the_device_venv(sshd, device_python, onnx_dir, t
         assert entry["latency_ms"]["n"] >= 5 and len(entry["samples_ms"]) == entry["latency_ms"]["n"]
         assert entry["python"] != "" and entry["energy_method"].startswith("estimate:")
         assert "2.5 W/core (profile)" in entry["energy_method"]  # the profile's power figure
-    assert remote_dirs() == before  # every remote temp folder was removed
+    assert remote_dirs(sshd) == before  # every remote temp folder was removed
 
 
 def test_device_venv_is_minimal(device_python):
     code = "import importlib.util as u; print(u.find_spec('torch'), u.find_spec('edgekd'))"
     out = subprocess.run([str(device_python), "-I", "-c", code], capture_output=True, text=True, cwd="/")
     assert out.stdout.split() == ["None", "None"]
-
-
-def test_paths_with_spaces_and_shell_characters_are_quoted(sshd, device_python, onnx_dir, tmp_path):
-    odd = tmp_path / "my models $(touch pwned) 'x'" / "student onnx"
-    shutil.copytree(onnx_dir, odd)
-    entry = bench_artifact(odd, str(sshd.profile(tmp_path, python=device_python)), **FAST,
-                           energy="none")
-    assert entry["status"] == "ok" and entry["energy_j"] is None and entry["energy_method"] == "none"
-    assert not glob.glob("/tmp/edgekd-*/pwned") and not (tmp_path / "pwned").exists()
 
 
 def test_targets_check_over_ssh(sshd, device_python, tmp_path, monkeypatch, capsys):
@@ -60,13 +51,32 @@ def test_targets_check_over_ssh(sshd, device_python, tmp_path, monkeypatch, caps
 
 
 def test_unknown_host_key_is_refused(sshd, device_python, onnx_dir, tmp_path):
+    """A host missing from known_hosts is refused (no prompt, no trust on first use) in one line."""
+    known_hosts = tmp_path / "known_hosts_other"
+    other = "[127.0.0.2]:22 " + " ".join(sshd.known_hosts.read_text().split()[1:3]) + "\n"
+    known_hosts.write_text(other)  # some other host's key only
+    profile = sshd.profile(tmp_path, python=device_python, known_hosts=str(known_hosts))
+    before = remote_dirs(sshd)
+    with pytest.raises(EdgekdError) as error:
+        bench_artifact(onnx_dir, str(profile), **FAST)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"target devbox: cannot reach {sshd.url}: ")
+    assert f"host key is not in {known_hosts}" in message
+    assert f"ssh-keyscan -p {sshd.port} 127.0.0.1 >> {known_hosts}" in message
+    assert known_hosts.read_text() == other and remote_dirs(sshd) == before  # nothing added, nothing run
+    with pytest.raises(EdgekdError, match="host key is not in"):  # `targets check` says the same
+        get_target(str(profile)).python_info()
+
+
+def test_changed_host_key_is_refused(sshd, device_python, onnx_dir, tmp_path):
     wrong = tmp_path / "known_hosts_wrong"
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     wrong.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join((tmp_path / "other.pub").read_text().split()[:2]) + "\n")
     profile = sshd.profile(tmp_path, python=device_python, known_hosts=str(wrong))
-    with pytest.raises(EdgekdError, match="cannot reach .*(REMOTE HOST IDENTIFICATION|[Hh]ost key)"):
+    with pytest.raises(EdgekdError, match="cannot reach .*host key differs .*REMOTE HOST IDENTIFICATION") as error:
         bench_artifact(onnx_dir, str(profile), **FAST)
+    assert "\n" not in str(error.value)
     # ... and accepted when the profile says not to check (a throw-away board)
     profile = sshd.profile(tmp_path, python=device_python, known_hosts=str(wrong), check_host_key=False)
     assert bench_artifact(onnx_dir, str(profile), **FAST, energy="none")["status"] == "ok"
@@ -87,14 +97,26 @@ def test_unreachable_host_is_a_clear_error(onnx_dir, tmp_path, sshd):
 
 def test_hung_runner_times_out_and_cleans_up(sshd, device_python, onnx_dir, tmp_path):
     profile = sshd.profile(tmp_path, python=device_python)
-    before = remote_dirs()
+    before = remote_dirs(sshd)
     with pytest.raises(EdgekdError, match="timed out after 3 s"):
         bench_artifact(onnx_dir, str(profile), threads=1, batch_size=1, seq_len=None, warmup=1,
                        min_iterations=1, min_time_s=60, energy="none", timeout_s=3)
-    assert remote_dirs() == before
+    assert remote_dirs(sshd) == before
     time.sleep(0.5)
-    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    assert not [line for line in running.splitlines() if "runner.py" in line and "--min-time 60" in line]
+    assert runners_in(sshd.remote_tmp) == []
+
+
+def runners_in(folder) -> list[int]:
+    """Pids of runners whose working folder lies in `folder` -- this sshd's remote temp folders,
+    so runners of other tests or sessions on the machine do not count."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        cmdline, cwd = proc.info["cmdline"] or [], proc.info["cwd"] or ""
+        if "runner.py" in cmdline and cwd.startswith(str(folder)):
+            found.append(proc.pid)
+    return found
 
 
 def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_path_factory,
@@ -104,3 +126,16 @@ def test_missing_runtime_names_the_package(sshd, device_python, tmp_path, tmp_pa
     folder = artifacts.openvino_export(tmp_path_factory, tiny_model_dir)  # no openvino on the device
     with pytest.raises(EdgekdError, match="pip install openvino"):
         bench_artifact(folder, str(sshd.profile(tmp_path, python=device_python)), **FAST)
+
+
+def test_the_ssh_client_here_accepts_double_dash_before_the_destination(sshd, tmp_path):
+    """OpenSSH reads options even after the destination; after `--` it reads none: a word that
+    looks like an option (`-V`) is the remote command, run by the remote shell."""
+    argv = get_target(str(sshd.profile(tmp_path))).ssh_argv()
+    assert argv[-2] == "--"
+    remote = subprocess.run(argv + ["-V"], capture_output=True, text=True, timeout=30)
+    assert remote.returncode not in (0, 255) and "OpenSSH" not in remote.stdout + remote.stderr
+    assert "-V" in remote.stderr  # the remote shell's complaint about the command `-V`
+    without = [a for a in argv if a != "--"] + ["-V"]  # the old command line: ssh eats the -V
+    local = subprocess.run(without, capture_output=True, text=True, timeout=30)
+    assert local.returncode == 0 and "OpenSSH" in local.stderr
