@@ -31,6 +31,7 @@ def prepare(args) -> Prepared:
     """Load and check everything the run needs, then create the run folder and save the recipe."""
     from edgekd.data import load_task_data
     from edgekd.models import check_model_source, check_student_config, load_config
+    from edgekd.pruning.student import check_shape
     from edgekd.tasks import get_task
 
     from edgekd.console import quiet_libraries
@@ -43,6 +44,7 @@ def prepare(args) -> Prepared:
     teacher_config = load_config(teacher_source)
     get_task(recipe.task).check_config(teacher_config, f"the teacher {teacher_source}")
     check_student_config(recipe.student, teacher_config)
+    check_shape(recipe.student, teacher_config)
     check_run_folder(run_dir, recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")

@@ -87,10 +87,46 @@ class FromTeacherConfig:
 
 
 @dataclass
+class WidthConfig:
+    """Structured width pruning of the student (Minitron): each value is a size (an int >= 1)
+    or a fraction of the current size (a float in (0, 1)); null keeps that dimension."""
+    hidden: int | float | None = None
+    heads: int | float | None = None
+    ffn: int | float | None = None
+    calibration_samples: int = 256        # training texts whose activations rank the channels
+
+    def __post_init__(self):
+        for name in ("hidden", "heads", "ffn"):
+            value = getattr(self, name)
+            if isinstance(value, float) and not 0 < value < 1:
+                raise ValueError(f"student.width.{name}={value:g}: a fraction must be in (0, 1); "
+                                 "give a size as an integer")
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"student.width.{name}={value} would leave nothing")
+        if self.hidden is None and self.heads is None and self.ffn is None:
+            raise ValueError("student.width names none of hidden, heads, ffn")
+        if self.calibration_samples < 1:
+            raise ValueError("student.width.calibration_samples must be >= 1")
+
+
+@dataclass
+class VocabularyConfig:
+    """Vocabulary trimming: keep the tokens the training text uses (special tokens always)."""
+    trim: bool = True
+    budget: int | None = None             # keep at most this many tokens, most frequent first
+
+    def __post_init__(self):
+        if self.budget is not None and self.budget < 1:
+            raise ValueError("student.vocabulary.budget must be >= 1 (or null for no limit)")
+
+
+@dataclass
 class StudentConfig:
     from_teacher: FromTeacherConfig | None = None   # copy embeddings + these layers (DistilBERT init)
     config: dict[str, Any] | None = None             # overrides of the teacher's config, random init
     model: str | None = None                          # an existing model id or folder
+    width: WidthConfig | None = None                 # then prune the width (before distillation)
+    vocabulary: VocabularyConfig | None = None       # then trim the vocabulary to the task's text
 
     def __post_init__(self):
         given = [k for k in ("from_teacher", "config", "model") if getattr(self, k) is not None]

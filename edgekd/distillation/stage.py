@@ -93,27 +93,32 @@ def distill_student(recipe: Recipe, data: TaskData, run_dir: Path, log=print) ->
     from edgekd.distillation.features import parse_layer_map
     from edgekd.distillation.teacher_cache import cached_teacher_logits, fingerprint, predict_logits
     from edgekd.distillation.trainer import DistillationTrainer, last_checkpoint, training_arguments
-    from edgekd.models import build_student, encoder_layers_path, load_tokenizer
+    from edgekd.models import encoder_layers_path, load_tokenizer
     from edgekd.tasks import get_task
 
     task = get_task(recipe.task)
     d = recipe.distill
     teacher_dir = run_dir / "teacher"
     feature_losses = d.hidden_loss > 0 or d.attention_loss > 0
-    tokenizer = load_tokenizer(str(teacher_dir))
+    tokenizer = load_tokenizer(str(teacher_dir))   # the teacher's; the student may get its own
     # The attention loss reads attention probabilities, which only the eager kernel returns.
     teacher = task.load_model(str(teacher_dir), data.labels, "teacher",
                               attn_implementation="eager" if d.attention_loss > 0 else None)
     texts, labels = training_examples(data)
-    dataset = EncodedDataset(tokenizer, texts, labels, recipe.data.max_length)
-    pad = tokenizer.pad_token_id or 0
+    teacher_data = EncodedDataset(tokenizer, texts, labels, recipe.data.max_length)
+    teacher_logits = None
     if d.cache_teacher:
         key = fingerprint(teacher_dir, texts, recipe.data.max_length)
-        dataset.teacher_logits, hit = cached_teacher_logits(
+        teacher_logits, hit = cached_teacher_logits(
             run_dir / "cache" / "teacher_logits.npz", key,
-            lambda: predict_logits(teacher, dataset, 64, pad, progress="teacher predictions"))
-        log(f"teacher predictions: {'from cache' if hit else 'computed'} for {len(dataset)} examples")
-    student = build_student(recipe.student, teacher, data.labels, task)
+            lambda: predict_logits(teacher, teacher_data, 64, tokenizer.pad_token_id or 0,
+                                   progress="teacher predictions"))
+        log(f"teacher predictions: {'from cache' if hit else 'computed'} for {len(texts)} examples")
+    student, tokenizer, vocab_map, shape = initial_student(recipe, task, teacher, tokenizer,
+                                                           data, texts, run_dir, log)
+    dataset = EncodedDataset(tokenizer, texts, labels, recipe.data.max_length)
+    dataset.teacher_logits = teacher_logits
+    pad = tokenizer.pad_token_id or 0
     if d.attention_loss > 0:
         student.config._attn_implementation = "eager"
     layer_map = parse_layer_map(d.layer_map, student.config.num_hidden_layers,
@@ -125,7 +130,7 @@ def distill_student(recipe: Recipe, data: TaskData, run_dir: Path, log=print) ->
         model=student, args=args, train_dataset=dataset,
         data_collator=lambda rows: collate(rows, pad), distill=d,
         teacher=teacher if (feature_losses or not d.cache_teacher) else None,
-        layer_map=layer_map,
+        layer_map=layer_map, teacher_ids=vocab_map,
         layer_paths=(encoder_layers_path(student), encoder_layers_path(teacher)) if feature_losses else None)
     log(f"student: distilling ({student.config.num_hidden_layers} layers) for {d.epochs:g} epochs")
     start = time.perf_counter()
@@ -134,16 +139,56 @@ def distill_student(recipe: Recipe, data: TaskData, run_dir: Path, log=print) ->
     extra = {"train_time_s": train_time, "epoch_time_s": train_time / d.epochs,
              "teacher_forward_examples_in_loop": trainer.teacher_forward_examples,
              "distill": {"temperature": d.temperature, "alpha": d.alpha, "hidden_loss": d.hidden_loss,
-                         "attention_loss": d.attention_loss, "layer_map": layer_map or None}}
-    metrics = save_model(student, tokenizer, data, recipe, run_dir / "student", extra, log)
+                         "attention_loss": d.attention_loss, "layer_map": layer_map or None},
+             **({"shrink": shape} if shape else {})}
+    metrics = save_model(student, tokenizer, data, recipe, run_dir / "student", extra, log,
+                         vocab_map=vocab_map)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # finished: resume state no longer needed
     return metrics
 
 
+def initial_student(recipe: Recipe, task, teacher, tokenizer, data: TaskData, texts: list[str],
+                    run_dir: Path, log=print):
+    """The student before distillation: built from the teacher, then (if the recipe asks) width-
+    pruned and vocabulary-trimmed. A shrunk student is saved under checkpoints/student-init, so
+    an interrupted training resumes on exactly the same initial model.
+
+    Returns (model, tokenizer, student-to-teacher id map or None, record of the shrinking)."""
+    from edgekd.models import build_student, load_tokenizer
+    from edgekd.pruning.student import shrink_student
+    from edgekd.pruning.vocab import load_vocab_map
+
+    cfg = recipe.student
+    if cfg.width is None and cfg.vocabulary is None:
+        return build_student(cfg, teacher, data.labels, task), tokenizer, None, None
+    init = run_dir / "checkpoints" / "student-init"
+    if (init / METRICS_FILE).is_file():
+        log("student: shrunk initial model from checkpoints/student-init")
+        return (task.load_model(str(init), data.labels, "student"), load_tokenizer(str(init)),
+                load_vocab_map(init), read_json(init / METRICS_FILE))
+    student = build_student(cfg, teacher, data.labels, task)
+    shrunk = shrink_student(student, tokenizer, cfg, texts, recipe.data.max_length, log)
+    tmp = staging_dir(init)
+    shrunk.model.save_pretrained(tmp)
+    shrunk.tokenizer.save_pretrained(tmp)
+    _write_vocab_map(tmp, shrunk.student_to_teacher)
+    write_json_atomic(tmp / METRICS_FILE, shrunk.record)
+    replace_dir_atomic(tmp, init)
+    return shrunk.model, shrunk.tokenizer, shrunk.student_to_teacher, shrunk.record
+
+
+def _write_vocab_map(folder: Path, student_to_teacher) -> None:
+    from edgekd.pruning.vocab import VOCAB_MAP_FILE
+
+    if student_to_teacher is not None:
+        write_json_atomic(Path(folder) / VOCAB_MAP_FILE,
+                          {"student_to_teacher": [int(i) for i in student_to_teacher]})
+
+
 def save_model(model, tokenizer, data: TaskData, recipe: Recipe, final_dir: Path, extra: dict,
-               log=print) -> dict:
-    """Evaluate on the test split and save model + tokenizer + inputs.npz + metrics.json into
-    `final_dir`, atomically."""
+               log=print, vocab_map=None) -> dict:
+    """Evaluate on the test split and save model + tokenizer + inputs.npz + metrics.json (and
+    the vocabulary map of a trimmed student) into `final_dir`, atomically."""
     from edgekd.evaluation import evaluate_model
     from edgekd.models import count_parameters
 
@@ -152,13 +197,17 @@ def save_model(model, tokenizer, data: TaskData, recipe: Recipe, final_dir: Path
                              progress=f"{name}: evaluating")
     metrics.update({"parameters": count_parameters(model), "labels": data.labels,
                     "num_hidden_layers": model.config.num_hidden_layers,
-                    "hidden_size": model.config.hidden_size, **extra})
+                    "hidden_size": model.config.hidden_size,
+                    "num_attention_heads": model.config.num_attention_heads,
+                    "intermediate_size": getattr(model.config, "intermediate_size", None),
+                    "vocab_size": model.config.vocab_size, **extra})
     log(f"{name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
     tmp = staging_dir(final_dir)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     encoded = encode(tokenizer, [e.text for e in data.test], recipe.seq_len)
     save_inputs(tmp, encoded, [e.label for e in data.test])
+    _write_vocab_map(tmp, vocab_map)
     write_json_atomic(tmp / METRICS_FILE, metrics)
     replace_dir_atomic(tmp, final_dir)
     return metrics

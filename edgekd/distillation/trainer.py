@@ -26,14 +26,18 @@ class DistillationTrainer(Trainer):
 
     `teacher` is needed only when the batch has no cached `teacher_logits` or when a feature
     loss is on; `layer_map` maps student layer -> teacher layer for the feature losses, and
-    `layer_paths` gives the dotted path of each model's encoder layer list.
+    `layer_paths` gives the dotted path of each model's encoder layer list. `teacher_ids` maps
+    the student's token ids to the teacher's when the student's vocabulary was trimmed (the
+    live teacher reads the same text under its own ids).
     """
 
     def __init__(self, *args, distill: DistillConfig, teacher=None, layer_map=None,
-                 layer_paths: tuple[str, str] | None = None, **kwargs):
+                 layer_paths: tuple[str, str] | None = None, teacher_ids=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.distill = distill
         self.teacher = teacher
+        self.teacher_ids = (torch.as_tensor(teacher_ids, dtype=torch.long)
+                            if teacher_ids is not None else None)
         self.layer_map = layer_map or {}
         self.layer_paths = layer_paths
         self.teacher_forward_examples = 0  # how many examples the teacher ran on, for the tests
@@ -67,7 +71,11 @@ class DistillationTrainer(Trainer):
         if teacher_logits is None or feature_losses:
             with torch.no_grad(), record_outputs(self.teacher, t_paths["hidden"]) as t_hidden, \
                     record_outputs(self.teacher, t_paths["attention"], output_index=1) as t_attn:
-                teacher_out = self.teacher(**inputs)
+                teacher_inputs = dict(inputs)
+                if self.teacher_ids is not None:
+                    teacher_inputs["input_ids"] = self.teacher_ids.to(
+                        inputs["input_ids"].device)[inputs["input_ids"]]
+                teacher_out = self.teacher(**teacher_inputs)
             self.teacher_forward_examples += int(labels.shape[0])
             if teacher_logits is None:
                 teacher_logits = teacher_out.logits
