@@ -62,8 +62,10 @@ def test_pruning_nothing_gives_the_same_outputs(family):
     model = family_model(family)
     batch = random_batch(seed=4)
     expected = outputs(model, batch)
-    assert torch.equal(outputs(prune_width(model, importance=importance_of(model)), batch), expected)
-    assert torch.equal(outputs(PruneSpec().apply(model), batch), expected)
+    # two model instances may pick different kernels: equal up to float rounding, not bit-identical
+    torch.testing.assert_close(outputs(prune_width(model, importance=importance_of(model)), batch),
+                               expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(outputs(PruneSpec().apply(model), batch), expected, atol=1e-6, rtol=0)
 
 
 def test_bert_keeps_the_top_ranked_heads_neurons_and_channels():
