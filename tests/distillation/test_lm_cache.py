@@ -289,11 +289,12 @@ def test_a_vocabulary_trimmed_student_reads_the_cache_through_vocab_map(teacher_
     trim = trim_vocabulary(teacher, AutoTokenizer.from_pretrained(teacher_dir), texts)
     plain = list(TopKShardDataset(tmp_path))
     mapped = list(TopKShardDataset(tmp_path, vocab_map=trim.teacher_to_student))
-    vocab = len(trim.student_to_teacher)
+    vocab, to_student = len(trim.student_to_teacher), torch.as_tensor(trim.teacher_to_student)
     for text, before, after in zip(texts, plain, mapped):
         # input ids are now the student tokenizer's own; teacher ids are student ids or -1
-        assert after["input_ids"].tolist() == trim.tokenizer(text, truncation=True, max_length=12)["input_ids"]
-        assert torch.equal(after["teacher_indices"], torch.as_tensor(trim.teacher_to_student)[before["teacher_indices"]])
+        student_ids = trim.tokenizer(text, truncation=True, max_length=12)["input_ids"]
+        assert after["input_ids"].tolist() == student_ids
+        assert torch.equal(after["teacher_indices"], to_student[before["teacher_indices"]])
         assert torch.equal(after["teacher_log_probs"], before["teacher_log_probs"])
     indices = torch.cat([row["teacher_indices"] for row in mapped])
     assert (indices == -1).any() and (indices >= 0).any() and int(indices.max()) < vocab
@@ -329,7 +330,8 @@ def _metaspace_tokenizer():
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
-    backend.train_from_iterator(_texts(200, seed=2), trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"]))
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"])
+    backend.train_from_iterator(_texts(200, seed=2), trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
 
 
