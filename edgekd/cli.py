@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_options(p, recipe_required=False)
     p.set_defaults(handler="edgekd.pipeline:distill_command")
 
+    p = sub.add_parser("sweep", help="several student shapes through the whole path, one "
+                       "comparison report with Pareto fronts")
+    p.add_argument("sweep", help="sweep YAML (a base recipe and its variants) or a built-in "
+                   "name, e.g. bbc-news-sweep")
+    p.add_argument("--out", help="sweep folder (default: runs/<sweep name>); one run folder per variant")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the base recipe for every variant (repeatable)")
+    p.set_defaults(handler="edgekd.sweep:sweep_command")
+
     p = sub.add_parser("export", help="export a model folder to ONNX / OpenVINO / TFLite, verified")
     p.add_argument("model_dir", help="a Hugging Face model folder (save_pretrained)")
     p.add_argument("--format", required=True, choices=available_formats(),
