@@ -27,6 +27,12 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = "edgekd.bundle-manifest/1"
 # A folder holds a tokenizer when one of these is there (what AutoTokenizer reads first).
 TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json")
+# The stem the ecosystem's loader looks for where it differs from edgekd's artifact name:
+# optimum-intel's OVModel.from_pretrained(folder) only treats a folder as converted when it
+# holds `*openvino*_*.xml` (else it tries to convert PyTorch weights that are not there). The
+# bundle adds those names as hard links (no extra disk) to the IR; export.json keeps naming the
+# artifact. Remove the entry once the exporter itself writes openvino_model.xml.
+LOADER_STEMS = {"openvino": "openvino_model"}
 
 
 def write_bundle(folder: Path, model_dir: Path, record: dict) -> None:
@@ -41,8 +47,11 @@ def write_bundle(folder: Path, model_dir: Path, record: dict) -> None:
     shutil.copyfile(model_dir / CONFIG_FILE, folder / CONFIG_FILE)
     labels = label_names(json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
     write_json_atomic(folder / LABELS_FILE, labels)
+    for alias, target in loader_aliases(folder, record).items():
+        link_or_copy(folder / target, folder / alias)
     write_text_atomic(folder / README_FILE,
-                      model_card(record, labels, input_signature(folder, record), has_tokenizer))
+                      model_card(folder, record, labels, input_signature(folder, record),
+                                 has_tokenizer))
 
 
 def has_bundle(folder: Path) -> bool:
@@ -50,6 +59,29 @@ def has_bundle(folder: Path) -> bool:
     existed do not)."""
     folder = Path(folder)
     return all((folder / f).is_file() for f in (CONFIG_FILE, LABELS_FILE, README_FILE))
+
+
+def loader_aliases(folder: Path, record: dict) -> dict[str, str]:
+    """{alias file name: artifact file name} the ecosystem's loader needs for this format: the
+    artifact and its same-stem siblings (OpenVINO's .bin) under `LOADER_STEMS`' stem."""
+    stem = LOADER_STEMS.get(record.get("format"))
+    artifact = Path(str(record.get("artifact") or ""))
+    if not stem or not artifact.name or artifact.stem == stem:
+        return {}
+    return {f"{stem}{p.suffix}": p.name for p in sorted(Path(folder).glob(f"{artifact.stem}.*"))
+            if p.suffix in (artifact.suffix, ".bin")}
+
+
+def link_or_copy(source: Path, link: Path) -> None:
+    """A hard link `link` to `source` (same bytes, no extra disk), a copy where links fail."""
+    import os
+    import shutil
+
+    link.unlink(missing_ok=True)
+    try:
+        os.link(source, link)
+    except OSError:
+        shutil.copyfile(source, link)
 
 
 def save_tokenizer(model_dir: Path, folder: Path) -> bool:
@@ -105,7 +137,7 @@ logits = session.run(None, {{k: v.astype(np.int64) for k, v in enc.items() if k 
 
 # or with optimum:
 from optimum.onnxruntime import ORTModelForSequenceClassification
-model = ORTModelForSequenceClassification.from_pretrained(".", file_name="{artifact}")""",
+model = ORTModelForSequenceClassification.from_pretrained(".")""",
     "openvino": """import numpy as np, openvino as ov
 from transformers import AutoTokenizer
 tok = AutoTokenizer.from_pretrained(".")
@@ -114,10 +146,10 @@ enc = tok(["some text"], padding="max_length", truncation=True, max_length={seq_
 names = {{p.get_any_name() for p in compiled.inputs}}
 logits = compiled({{k: v.astype(np.int64) for k, v in enc.items() if k in names}})[compiled.outputs[0]]
 
-# or with optimum-intel (the IR is named {artifact}, not openvino_model.xml):
+# or with optimum-intel (openvino_model.xml/.bin are hard links to {artifact} and its .bin):
 from optimum.intel import OVModelForSequenceClassification
 model = OVModelForSequenceClassification.from_pretrained(
-    ".", file_name="{artifact}", ov_config={{"INFERENCE_PRECISION_HINT": "{hint}"}})""",
+    ".", ov_config={{"INFERENCE_PRECISION_HINT": "{hint}"}})""",
     "ai_edge_litert": """import numpy as np
 from ai_edge_litert.interpreter import Interpreter   # or tflite_runtime / tensorflow.lite
 from transformers import AutoTokenizer
@@ -131,8 +163,9 @@ logits = next(iter(out.values()))   # one row per text (this file takes batch {b
 }
 
 
-def model_card(record: dict, labels: list[str], signature: list[dict], has_tokenizer: bool) -> str:
-    """The bundle's README.md, generated from its export record."""
+def model_card(folder: Path, record: dict, labels: list[str], signature: list[dict],
+               has_tokenizer: bool) -> str:
+    """The bundle's README.md for the export `folder`, generated from its export record."""
     parity = record.get("parity") or {}
     settings = record.get("runtime_settings") or {}
     seq_len = record.get("seq_len")
@@ -145,8 +178,9 @@ def model_card(record: dict, labels: list[str], signature: list[dict], has_token
         + ".",
         "",
         "## Files",
-        f"- `{record['artifact']}`: the model" + (" (with its `.bin` weights)"
-                                                   if record["format"] == "openvino" else ""),
+        f"- `{record['artifact']}`: the model" + "".join(
+            f"; `{alias}` is the same file as `{target}` (a hard link: the name optimum's "
+            "loader looks for)" for alias, target in loader_aliases(folder, record).items()),
         "- tokenizer files (`tokenizer.json`, `tokenizer_config.json`, ...): the source model's own"
         if has_tokenizer else "- no tokenizer: the source model folder had none",
         f"- `{CONFIG_FILE}`: the source model's config; `{LABELS_FILE}`: label names, "
