@@ -70,16 +70,19 @@ def pack(run_dir: str | Path, name: str, out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise EdgekdError(f"--out {out}: folder {out.parent} does not exist")
 
-    with tempfile.TemporaryDirectory(prefix=".edgekd-pack-", dir=out.parent) as tmp:
-        staged = Path(tmp) / name
-        shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(MANIFEST_FILE))
-        for alias, target in loader_aliases(staged, record).items():
-            link_or_copy(staged / target, staged / alias)  # a .tar.gz then stores the bytes once
-        write_json_atomic(staged / REPORT_FILE, report)
-        write_json_atomic(staged / MANIFEST_FILE, manifest(staged))
-        archive = Path(shutil.make_archive(str(Path(tmp) / "archive"), kind, root_dir=tmp,
-                                           base_dir=name))
-        os.replace(archive, out)  # same file system: the archive appears whole or not at all
+    try:
+        with tempfile.TemporaryDirectory(prefix=".edgekd-pack-", dir=out.parent) as tmp:
+            staged = Path(tmp) / name
+            shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(MANIFEST_FILE))
+            for alias, target in loader_aliases(staged, record).items():
+                link_or_copy(staged / target, staged / alias)  # .tar.gz stores the bytes once
+            write_json_atomic(staged / REPORT_FILE, report)
+            write_json_atomic(staged / MANIFEST_FILE, manifest(staged))
+            archive = Path(shutil.make_archive(str(Path(tmp) / "archive"), kind, root_dir=tmp,
+                                               base_dir=name))
+            os.replace(archive, out)  # same file system: the archive appears whole or not at all
+    except OSError as exc:  # a full disk, a read-only folder: nothing was left behind
+        raise EdgekdError(f"cannot write {out}: {exc}") from None
     return out
 
 
