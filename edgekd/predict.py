@@ -36,7 +36,8 @@ class Predictor:
             raise EdgekdError(f"predict handles classifiers; {record['name']} is a "
                               f"{self.task.TASK} model")
         self.seq_len = int(record["seq_len"])
-        self.tokenizer = self.bundle.tokenizer()
+        self.encoder = fast_encoder(self.bundle.folder, self.seq_len) or HFEncoder(
+            self.bundle.tokenizer(), self.seq_len)
         try:
             self.adapter, self.settings = runtimes.open_adapter(
                 str(self.bundle.artifact), precision=record["precision"], threads=THREADS,
@@ -53,13 +54,10 @@ class Predictor:
     def encode(self, texts: list[str]) -> tuple[dict, list[int]]:
         """(model inputs at the exported sequence length, token count of each text before
         truncation)."""
-        from edgekd.data import encode
-
         for i, text in enumerate(texts, 1):
             if not text.strip():
                 raise EdgekdError(f"text {i} is empty: give some text to classify")
-        lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
-        inputs = encode(self.tokenizer, texts, self.seq_len)
+        inputs, lengths = self.encoder(list(texts))
         names = self.bundle.record.get("input_names") or list(inputs)
         return {k: v for k, v in inputs.items() if k in names}, lengths
 
@@ -89,6 +87,64 @@ class Predictor:
                           for i in order],
                 "tokens": length, "truncated": length > self.seq_len})
         return results
+
+
+class HFEncoder:
+    """Encoding with the transformers tokenizer, exactly as export and verification encode
+    (`edgekd.data.encode`): for bundles whose tokenizer has no tokenizer.json."""
+
+    def __init__(self, tokenizer, seq_len: int):
+        self.tokenizer, self.seq_len = tokenizer, seq_len
+
+    def __call__(self, texts: list[str]) -> tuple[dict, list[int]]:
+        from edgekd.data import encode
+
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        return encode(self.tokenizer, texts, self.seq_len), lengths
+
+
+class FastEncoder:
+    """The same encoding from tokenizer.json with the `tokenizers` library alone: importing
+    transformers (and with it torch) is most of a cold start, ~10 s of ~11 s on a small CPU.
+    Padding to `seq_len` with the tokenizer's pad token and side, truncation to `seq_len`:
+    what `padding="max_length", truncation=True` does for one text (tests compare the two)."""
+
+    def __init__(self, tokenizer, seq_len: int, pad_token: str, pad_id: int, side: str):
+        self.tokenizer, self.seq_len = tokenizer, seq_len
+        self.padding = {"length": seq_len, "pad_id": pad_id, "pad_token": pad_token,
+                        "direction": side}
+
+    def __call__(self, texts: list[str]) -> tuple[dict, list[int]]:
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        lengths = [len(e.ids) for e in self.tokenizer.encode_batch(texts)]
+        self.tokenizer.enable_truncation(max_length=self.seq_len)
+        self.tokenizer.enable_padding(**self.padding)
+        encoded = self.tokenizer.encode_batch(texts)
+        inputs = {"input_ids": [e.ids for e in encoded],
+                  "attention_mask": [e.attention_mask for e in encoded],
+                  "token_type_ids": [e.type_ids for e in encoded]}
+        return {k: np.asarray(v, dtype=np.int64) for k, v in inputs.items()}, lengths
+
+
+def fast_encoder(folder: Path, seq_len: int) -> FastEncoder | None:
+    """A FastEncoder for the bundle's tokenizer.json, or None (no tokenizer.json, no pad token,
+    or `tokenizers` missing): then the transformers tokenizer is used."""
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    try:
+        config = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
+        tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
+    except Exception:  # unreadable, or a format `tokenizers` does not know (it raises plain
+        return None    # Exception): the transformers tokenizer then reads the folder
+    pad = config.get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    pad_id = tokenizer.token_to_id(pad) if isinstance(pad, str) else None
+    if pad_id is None:
+        return None
+    return FastEncoder(tokenizer, seq_len, pad, pad_id, config.get("padding_side") or "right")
 
 
 def _name(labels: list[str], index: int) -> str:

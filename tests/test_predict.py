@@ -135,3 +135,36 @@ def test_help_names_what_predict_does(capsys):
         main(["predict", "--help"])
     out = capsys.readouterr().out
     assert "truncated" in out and "--top-k" in out and "this machine" in out
+
+
+def test_fast_encoding_is_the_transformers_encoding(bundle, tiny_model_dir):
+    """predict reads tokenizer.json with `tokenizers` alone (no transformers import on a cold
+    start); it must encode exactly as export and verification do (edgekd.data.encode)."""
+    import random
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from edgekd.data import encode
+    from edgekd.predict import fast_encoder
+    from tiny import LABEL_WORDS, make_text
+
+    rng = random.Random(1)
+    texts = [make_text(rng, label, length=rng.randrange(1, 30)) for label in LABEL_WORDS
+             for _ in range(5)] + ["UPPER Case, punctuation!", "unknownword goal"]
+    got, lengths = fast_encoder(bundle, SEQ_LEN)(texts)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    expected = encode(tokenizer, texts, SEQ_LEN)
+    assert sorted(expected) == sorted(got)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])
+    assert lengths == [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    assert max(lengths) > SEQ_LEN  # truncation was exercised
+
+
+def test_bundle_without_tokenizer_json_uses_transformers(bundle, tmp_path, capsys):
+    copy = tmp_path / "no-tokenizer-json"
+    shutil.copytree(bundle, copy)
+    (copy / "tokenizer.json").unlink()
+    texts = ["goal match team", " ".join(["vote"] * 30)]
+    assert predict_json(capsys, copy, *texts) == predict_json(capsys, bundle, *texts)
