@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def pack(run_dir: str | Path, name: str, out: str | Path) -> Path:
             os.replace(archive, out)  # same file system: the archive appears whole or not at all
     except OSError as exc:  # a full disk, a read-only folder: nothing was left behind
         raise EdgekdError(f"cannot write {out}: {exc}") from None
+    aliases = loader_aliases(folder, record)
+    if kind == "zip" and aliases:
+        print(f"edgekd pack: note: zip has no hard links, so {', '.join(aliases)} (the names "
+              "optimum's loader looks for) are stored as second copies; a .tar.gz stores them "
+              "once", file=sys.stderr)
     return out
 
 
