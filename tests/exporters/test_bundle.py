@@ -146,3 +146,19 @@ def test_old_export_without_bundle_is_refused_then_completed_by_a_rerun(
     assert again == json.loads((old / "export.json").read_text())  # skipped, not re-exported
     assert (old / "model.onnx").stat().st_mtime_ns == artifact_time
     assert main(["predict", str(old), "shares fell"]) == 0
+
+
+@pytest.mark.parametrize("fmt", available_formats())
+def test_model_card_snippet_runs_and_gives_the_adapters_logits(exported, monkeypatch, fmt):
+    """The inference code in README.md, run as written in the bundle folder."""
+    from edgekd.predict import Predictor
+
+    folder, record = exported(fmt, "fp32")
+    card = (folder / README_FILE).read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(folder)
+    scope: dict = {}
+    exec(compile(code, str(folder / README_FILE), "exec"), scope)
+    predictor = Predictor(folder)
+    expected = predictor.logits(predictor.encode(["some text"])[0])
+    np.testing.assert_allclose(np.asarray(scope["logits"], dtype=np.float32), expected, atol=1e-5)
