@@ -91,7 +91,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     name = f"{role or 'model'}-{fmt}-{precision}"
     done = completed_export(out_dir, model_dir, fmt, precision, seq_len)
     if done is not None:
-        if not bundle.has_bundle(out_dir):  # exported before bundles existed: complete it
+        if bundle.needs_bundle(out_dir, model_dir):  # e.g. exported before bundles existed
             bundle.write_bundle(out_dir, model_dir, done)
         return done
     if eval_inputs is None:

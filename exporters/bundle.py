@@ -56,9 +56,20 @@ def write_bundle(folder: Path, model_dir: Path, record: dict) -> None:
 
 def has_bundle(folder: Path) -> bool:
     """Whether an export folder already holds the bundle files (exports made before bundles
-    existed do not)."""
+    existed do not). README.md is written last, so a bundle cut short is not taken as one."""
     folder = Path(folder)
     return all((folder / f).is_file() for f in (CONFIG_FILE, LABELS_FILE, README_FILE))
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """Whether `folder` holds tokenizer files."""
+    return any((Path(folder) / f).is_file() for f in TOKENIZER_MARKERS)
+
+
+def needs_bundle(folder: Path, model_dir: Path) -> bool:
+    """Whether a finished export folder lacks its bundle, or lacks the tokenizer its source
+    model has now (saved there after the export): then `write_bundle` completes it."""
+    return not has_bundle(folder) or (has_tokenizer(model_dir) and not has_tokenizer(folder))
 
 
 def loader_aliases(folder: Path, record: dict) -> dict[str, str]:
@@ -87,7 +98,7 @@ def link_or_copy(source: Path, link: Path) -> None:
 def save_tokenizer(model_dir: Path, folder: Path) -> bool:
     """Write the source model's tokenizer into `folder` (save_pretrained: the full set of files
     AutoTokenizer needs, whatever the tokenizer type). False when the source has none."""
-    if not any((Path(model_dir) / f).is_file() for f in TOKENIZER_MARKERS):
+    if not has_tokenizer(model_dir):
         return False
     from transformers import AutoTokenizer
 
@@ -274,11 +285,14 @@ def open_bundle(path: str | Path) -> Bundle:
     if record["status"] != "ok":
         raise EdgekdError(f"{folder}: the export failed ({record.get('error') or 'no reason'}); "
                           "there is nothing verified to run")
-    if not any((folder / f).is_file() for f in TOKENIZER_MARKERS) or not has_bundle(folder):
-        raise EdgekdError(f"{folder} has no tokenizer (exported before bundles existed): rerun "
-                          f"the export (`edgekd run RECIPE` for a run, or `edgekd export "
-                          f"{record.get('source_model')} --format {record['format']} --precision "
-                          f"{record['precision']} --out {folder}`) to add it")
+    if not has_tokenizer(folder) or not has_bundle(folder):
+        why = ("its source model folder had none: save the tokenizer there "
+               "(tokenizer.save_pretrained) and" if has_bundle(folder)
+               else "exported before bundles existed:")
+        raise EdgekdError(f"{folder} has no tokenizer ({why} rerun the export: `edgekd run "
+                          f"RECIPE` for a run, or `edgekd export {record.get('source_model')} "
+                          f"--format {record['format']} --precision {record['precision']} --out "
+                          f"{folder}`; the artifact is not exported again)")
     labels = json.loads((folder / LABELS_FILE).read_text(encoding="utf-8"))
     return Bundle(folder, record, folder / record["artifact"], [str(x) for x in labels])
 

@@ -162,3 +162,28 @@ def test_model_card_snippet_runs_and_gives_the_adapters_logits(exported, monkeyp
     predictor = Predictor(folder)
     expected = predictor.logits(predictor.encode(["some text"])[0])
     np.testing.assert_allclose(np.asarray(scope["logits"], dtype=np.float32), expected, atol=1e-5)
+
+
+def test_source_without_tokenizer_then_with_one(tmp_path, export_model_dir, task_inputs, capsys):
+    """A model folder saved without its tokenizer exports fine; predict names the fix; once the
+    tokenizer is saved there, rerunning the export completes the bundle without re-exporting."""
+    from transformers import AutoTokenizer
+
+    source = tmp_path / "model"
+    shutil.copytree(export_model_dir, source)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (source / name).unlink(missing_ok=True)
+    out = tmp_path / "model-onnx-fp32"
+    export_artifact(source, "onnx", "fp32", out, role=None, seq_len=SEQ_LEN,
+                    eval_inputs=task_inputs[0])
+    capsys.readouterr()
+    assert main(["predict", str(out), "goal"]) == 2
+    err = capsys.readouterr().err
+    assert "source model folder had none" in err and "tokenizer.save_pretrained" in err
+
+    AutoTokenizer.from_pretrained(export_model_dir).save_pretrained(source)
+    artifact_time = (out / "model.onnx").stat().st_mtime_ns
+    export_artifact(source, "onnx", "fp32", out, role=None, seq_len=SEQ_LEN,
+                    eval_inputs=task_inputs[0])
+    assert (out / "model.onnx").stat().st_mtime_ns == artifact_time
+    assert main(["predict", str(out), "goal"]) == 0
