@@ -84,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="result JSON file")
     p.set_defaults(handler="edgekd.benchmarks.command:bench_command")
 
+    p = sub.add_parser("predict", help="classify text with an export bundle (same runtime and "
+                       "settings it was verified with)")
+    p.add_argument("artifact", help="an export folder (runs/<run>/exports/<name>/, or an unpacked "
+                   "`edgekd pack` bundle) or the artifact file inside one")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="text to classify; text longer than "
+                   "the exported sequence length is truncated to it (a note says so)")
+    p.add_argument("--file", help="more texts, one per line (blank lines are skipped)")
+    p.add_argument("--top-k", type=int, default=3, help="labels shown per text (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--target", default=None, help="only 'local' for now: predict runs on this "
+                   "machine (to try a board, copy the bundle there with edgekd pack)")
+    p.set_defaults(handler="edgekd.predict:predict_command")
+
+    p = sub.add_parser("pack", help="pack one export bundle of a run, with its report entry and "
+                       "checksums, into a .zip or .tar.gz")
+    p.add_argument("run_dir", help="run folder (runs/<name>)")
+    p.add_argument("--artifact", required=True, help="export name, e.g. student-onnx-int8-dynamic")
+    p.add_argument("--out", required=True, help="archive file: FILE.zip or FILE.tar.gz")
+    p.set_defaults(handler="edgekd.pack:pack_command")
+
     p = sub.add_parser("targets", help="list or check target device profiles")
     tsub = p.add_subparsers(dest="targets_command", metavar="ACTION", required=True)
     tsub.add_parser("list", help="list known target profiles")
