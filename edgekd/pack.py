@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -54,8 +53,7 @@ def report_of(run_dir: Path, name: str) -> dict:
 def pack(run_dir: str | Path, name: str, out: str | Path) -> Path:
     """Pack the bundle `run_dir/exports/<name>/` with its report entries and a manifest into the
     archive `out` (.zip or .tar.gz), atomically; returns the archive's path."""
-    from edgekd.exporters.bundle import (MANIFEST_FILE, link_or_copy, loader_aliases, manifest,
-                                         open_bundle)
+    from edgekd.exporters.bundle import MANIFEST_FILE, manifest, open_bundle
     from edgekd.files import write_json_atomic
 
     run_dir, out = Path(run_dir), Path(out)
@@ -66,7 +64,7 @@ def pack(run_dir: str | Path, name: str, out: str | Path) -> Path:
     if not folder.is_dir():
         known = sorted(p.name for p in (run_dir / "exports").glob("*") if p.is_dir())
         raise EdgekdError(f"{run_dir} has no export {name} (exports: {', '.join(known) or 'none'})")
-    record = open_bundle(folder).record  # an ok export with its tokenizer, else one line
+    open_bundle(folder)  # an ok export with its tokenizer, else one line
     report = report_of(run_dir, name)
     if not out.parent.is_dir():
         raise EdgekdError(f"--out {out}: folder {out.parent} does not exist")
@@ -75,8 +73,6 @@ def pack(run_dir: str | Path, name: str, out: str | Path) -> Path:
         with tempfile.TemporaryDirectory(prefix=".edgekd-pack-", dir=out.parent) as tmp:
             staged = Path(tmp) / name
             shutil.copytree(folder, staged, ignore=shutil.ignore_patterns(MANIFEST_FILE))
-            for alias, target in loader_aliases(staged, record).items():
-                link_or_copy(staged / target, staged / alias)  # .tar.gz stores the bytes once
             write_json_atomic(staged / REPORT_FILE, report)
             write_json_atomic(staged / MANIFEST_FILE, manifest(staged))
             archive = Path(shutil.make_archive(str(Path(tmp) / "archive"), kind, root_dir=tmp,
@@ -84,11 +80,6 @@ def pack(run_dir: str | Path, name: str, out: str | Path) -> Path:
             os.replace(archive, out)  # same file system: the archive appears whole or not at all
     except OSError as exc:  # a full disk, a read-only folder: nothing was left behind
         raise EdgekdError(f"cannot write {out}: {exc}") from None
-    aliases = loader_aliases(folder, record)
-    if kind == "zip" and aliases:
-        print(f"edgekd pack: note: zip has no hard links, so {', '.join(aliases)} (the names "
-              "optimum's loader looks for) are stored as second copies; a .tar.gz stores them "
-              "once", file=sys.stderr)
     return out
 
 

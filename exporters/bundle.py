@@ -27,12 +27,6 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = "edgekd.bundle-manifest/1"
 # A folder holds a tokenizer when one of these is there (what AutoTokenizer reads first).
 TOKENIZER_MARKERS = ("tokenizer.json", "tokenizer_config.json")
-# The stem the ecosystem's loader looks for where it differs from edgekd's artifact name:
-# optimum-intel's OVModel.from_pretrained(folder) only treats a folder as converted when it
-# holds `*openvino*_*.xml` (else it tries to convert PyTorch weights that are not there). The
-# bundle adds those names as hard links (no extra disk) to the IR; export.json keeps naming the
-# artifact. Remove the entry once the exporter itself writes openvino_model.xml.
-LOADER_STEMS = {"openvino": "openvino_model"}
 
 
 def write_bundle(folder: Path, model_dir: Path, record: dict) -> None:
@@ -47,8 +41,6 @@ def write_bundle(folder: Path, model_dir: Path, record: dict) -> None:
     shutil.copyfile(model_dir / CONFIG_FILE, folder / CONFIG_FILE)
     labels = label_names(json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
     write_json_atomic(folder / LABELS_FILE, labels)
-    for alias, target in loader_aliases(folder, record).items():
-        link_or_copy(folder / target, folder / alias)
     write_text_atomic(folder / README_FILE,
                       model_card(folder, record, labels, input_signature(folder, record),
                                  has_tokenizer))
@@ -70,29 +62,6 @@ def needs_bundle(folder: Path, model_dir: Path) -> bool:
     """Whether a finished export folder lacks its bundle, or lacks the tokenizer its source
     model has now (saved there after the export): then `write_bundle` completes it."""
     return not has_bundle(folder) or (has_tokenizer(model_dir) and not has_tokenizer(folder))
-
-
-def loader_aliases(folder: Path, record: dict) -> dict[str, str]:
-    """{alias file name: artifact file name} the ecosystem's loader needs for this format: the
-    artifact and its same-stem siblings (OpenVINO's .bin) under `LOADER_STEMS`' stem."""
-    stem = LOADER_STEMS.get(record.get("format"))
-    artifact = Path(str(record.get("artifact") or ""))
-    if not stem or not artifact.name or artifact.stem == stem:
-        return {}
-    return {f"{stem}{p.suffix}": p.name for p in sorted(Path(folder).glob(f"{artifact.stem}.*"))
-            if p.suffix in (artifact.suffix, ".bin")}
-
-
-def link_or_copy(source: Path, link: Path) -> None:
-    """A hard link `link` to `source` (same bytes, no extra disk), a copy where links fail."""
-    import os
-    import shutil
-
-    link.unlink(missing_ok=True)
-    try:
-        os.link(source, link)
-    except OSError:
-        shutil.copyfile(source, link)
 
 
 def save_tokenizer(model_dir: Path, folder: Path) -> bool:
@@ -157,7 +126,7 @@ enc = tok(["some text"], padding="max_length", truncation=True, max_length={seq_
 names = {{p.get_any_name() for p in compiled.inputs}}
 logits = compiled({{k: v.astype(np.int64) for k, v in enc.items() if k in names}})[compiled.outputs[0]]
 
-# or with optimum-intel (openvino_model.xml/.bin are hard links to {artifact} and its .bin):
+# or with optimum-intel:
 from optimum.intel import OVModelForSequenceClassification
 model = OVModelForSequenceClassification.from_pretrained(
     ".", ov_config={{"INFERENCE_PRECISION_HINT": "{hint}"}})""",
@@ -189,9 +158,7 @@ def model_card(folder: Path, record: dict, labels: list[str], signature: list[di
         + ".",
         "",
         "## Files",
-        f"- `{record['artifact']}`: the model" + "".join(
-            f"; `{alias}` is the same file as `{target}` (a hard link: the name optimum's "
-            "loader looks for)" for alias, target in loader_aliases(folder, record).items()),
+        f"- `{record['artifact']}`: the model",
         "- tokenizer files (`tokenizer.json`, `tokenizer_config.json`, ...): the source model's own"
         if has_tokenizer else "- no tokenizer: the source model folder had none",
         f"- `{CONFIG_FILE}`: the source model's config; `{LABELS_FILE}`: label names, "

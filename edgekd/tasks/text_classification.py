@@ -216,7 +216,7 @@ def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         pad = tokenizer.pad_token_id or 0
         names = tokenizer.model_input_names
-    except (OSError, ValueError):  # a model folder saved without its tokenizer
+    except (OSError, ValueError, TypeError, KeyError):  # a model folder saved without its tokenizer
         vocab, special, cls, sep, pad = config.vocab_size, set(), None, None, 0
         names = list(INPUT_NAMES)
     rng = np.random.default_rng(seed)
