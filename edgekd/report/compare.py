@@ -201,7 +201,7 @@ def method_line(result: dict[str, Any]) -> str:
     metric, threshold, alpha = result["metric"], result["threshold"], result["alpha"]
     if not result.get("method"):
         return "Method: no entry had samples to test."
-    return (f"Method: {result['method']} of the per-repeat {metric}; one-sided test of "
+    return (f"Method: {result['method']} (statistic: {metric}); one-sided test of "
             f"\"slower by more than {100 * threshold:g}%\" at alpha {alpha:g}, correction: "
             f"{result['correction']}; intervals two-sided and simultaneous "
             f"(docs/regression-gate.md).")
