@@ -201,8 +201,11 @@ class BenchConfig:
     min_iterations: int = 50
     min_time_s: float = 5.0
     energy: str = "auto"
+    repeats: int = 3                    # fresh-process measurements per artifact, interleaved
 
     def __post_init__(self):
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or self.repeats < 1:
+            raise ValueError(f"bench.repeats must be a positive integer, got {self.repeats!r}")
         if not self.targets:
             raise ValueError("bench.targets must name at least one target")
         if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):

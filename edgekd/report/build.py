@@ -134,8 +134,20 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     recipe = _recipe(run_dir)
     env = environment.collect()
     env["bench"] = recipe.get("bench")
+    env["targets"] = target_environments(entries)
     return Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
                   created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")).to_dict()
+
+
+def target_environments(entries: list[dict[str, Any]]) -> dict[str, dict]:
+    """Each target's machine as its runner described it (the latest measured entry's
+    `environment`): the report's top-level environment is the host that built the report,
+    which for an SSH target is not the machine that ran the models."""
+    out: dict[str, dict] = {}
+    for entry in entries:
+        if entry.get("status", "ok") == "ok" and entry.get("environment"):
+            out[str(entry.get("target"))] = entry["environment"]
+    return out
 
 
 def _targets(report: dict[str, Any]) -> set:

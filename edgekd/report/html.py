@@ -12,7 +12,8 @@ from html import escape
 from typing import Any
 
 from edgekd.report import plots
-from edgekd.report.markdown import MAIN_COLUMNS, environment_lines, row_cells
+from edgekd.report.markdown import (MAIN_COLUMNS, environment_lines, row_cells,
+                                    target_environment_lines)
 from edgekd.report.rows import (
     comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_setting,
     is_estimate, latency, pareto_front, setting)
@@ -134,9 +135,15 @@ def render_html(report: dict[str, Any], hardware: dict[str, Any] | None = None,
     if hardware and len(hardware.get("targets", [])) > 1:
         body.append(hardware_section(hardware))
     env = report.get("environment")
+    if env and env.get("targets"):
+        items = "".join(f"<li>{escape(line[2:].replace('**', ''))}</li>"
+                        for target, machine in env["targets"].items()
+                        for line in target_environment_lines(target, machine))
+        body += ["<h2>Targets (as each target's runner described its machine)</h2>",
+                 f"<ul class=\"targets\">{items}</ul>"]
     if env:
         items = "".join(f"<li>{escape(line[2:])}</li>" for line in environment_lines(env))
-        body += ["<h2>Environment</h2>", f"<ul>{items}</ul>"]
+        body += ["<h2>Environment (the host that built this report)</h2>", f"<ul>{items}</ul>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>"
             f"<body>{''.join(body)}</body></html>\n")

@@ -67,6 +67,18 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     return lines
 
 
+def target_environment_lines(target: str, env: dict[str, Any]) -> list[str]:
+    """One target's machine, as its runner described it, as a bullet."""
+    cpu = env.get("cpu") or {}
+    runtimes = ", ".join(f"{k} {v}" for k, v in (env.get("runtimes") or {}).items())
+    threads = ", ".join(f"{k}={v}" for k, v in (env.get("threads_env") or {}).items()) or "none set"
+    return [f"- **{target}** ({env.get('host', '?')}): {cpu.get('model') or 'unknown CPU'}, "
+            f"{cpu.get('cores_logical') or '?'} logical cores, flags: "
+            f"{', '.join(cpu.get('flags') or []) or 'none'}; memory {fmt_mb(env.get('memory_total_mb'))}; "
+            f"{env.get('os', '?')}; Python {env.get('python', '?')}; {runtimes or 'runtimes unknown'}; "
+            f"thread variables: {threads}"]
+
+
 def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = None) -> str:
     """The whole report.md text; `hardware` (from hardware.compare_targets) adds its section."""
     entries = report.get("entries", [])
@@ -88,7 +100,14 @@ def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = No
                        for e in failed]), ""]
     if hardware and len(hardware.get("targets", [])) > 1:
         out += [hardware_markdown(hardware), ""]
-    out += ["## Environment", "", *environment_lines(report.get("environment") or {}), ""]
+    targets = (report.get("environment") or {}).get("targets") or {}
+    if targets:
+        out += ["## Targets (as each target's runner described its machine)", ""]
+        for target, env in targets.items():
+            out += target_environment_lines(target, env)
+        out.append("")
+    out += ["## Environment (the host that built this report)", "",
+            *environment_lines(report.get("environment") or {}), ""]
     return "\n".join(out)
 
 

@@ -239,3 +239,25 @@ def test_html_report_loads_cleanly_in_headless_chromium(tmp_path, capsys):
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
     with capsys.disabled():
         print(f"\nreport screenshot: {shot}")
+
+
+def test_each_target_is_described_by_its_own_machine(tmp_path):
+    """The runner's environment of each target (not the host's) is shown per target."""
+    run = make_run(tmp_path / "run", targets=("local", "ssh://pi@127.0.0.1:22"))
+    machines = {"local": "Host CPU 1", "ssh___pi@127.0.0.1_22": "Cortex-A72"}
+    for path in (run / "bench").glob("*/*.json"):
+        entry = json.loads(path.read_text())
+        entry["environment"] = {"cpu": {"model": machines[path.parent.name], "cores_logical": 4,
+                                        "flags": ["neon"]}, "memory_total_mb": 3800.0,
+                                "os": "Linux-arm64", "python": "3.9.2", "host": "pi",
+                                "runtimes": {"onnxruntime": "1.16.0", "numpy": "1.26.4"}}
+        path.write_text(json.dumps(entry))
+    report = reporting.build_report(run)
+    targets = report["environment"]["targets"]
+    assert {t: e["cpu"]["model"] for t, e in targets.items()} == \
+        {"local": "Host CPU 1", "ssh://pi@127.0.0.1:22": "Cortex-A72"}
+    reporting.write_report(run, report)
+    md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
+    for text in (md, html):
+        assert "Cortex-A72" in text and "Host CPU 1" in text and "onnxruntime 1.16.0" in text
+    assert "## Targets (as each target's runner described its machine)" in md
