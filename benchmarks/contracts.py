@@ -255,6 +255,8 @@ class Report(_Record):
     run: Optional[str] = None
     created: Optional[str] = None
     timings_s: Optional[dict] = None
+    accuracy_budget: Optional[float] = None   # the recipe's report.accuracy_budget
+    recommended: Optional[list] = None        # per setting: the artifact to ship, and why
     schema: str = REPORT_SCHEMA
 
     @classmethod

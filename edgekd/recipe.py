@@ -215,6 +215,18 @@ class BenchConfig:
 
 
 @dataclass
+class ReportConfig:
+    # The accuracy a user will give up against the teacher (a fraction: 0.01 = one point). The
+    # report recommends, per target, the fastest student artifact within it.
+    accuracy_budget: float = 0.01
+
+    def __post_init__(self):
+        if not 0 <= self.accuracy_budget < 1:
+            raise ValueError("report.accuracy_budget must be a fraction in [0, 1) "
+                             "(0.01 = one accuracy point)")
+
+
+@dataclass
 class Recipe:
     name: str
     data: DataConfig
@@ -224,6 +236,7 @@ class Recipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
         from edgekd.tasks import available_tasks

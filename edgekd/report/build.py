@@ -13,6 +13,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from edgekd.report.recommend import DEFAULT_BUDGET, recommend
 from edgekd.benchmarks.contracts import REPORT_SCHEMA, BenchEntry, ContractError, Report
 from edgekd.errors import EdgekdError
 from edgekd.files import read_json, write_json_atomic, write_text_atomic
@@ -135,8 +136,14 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     env = environment.collect()
     env["bench"] = recipe.get("bench")
     env["targets"] = target_environments(entries)
-    return Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
-                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")).to_dict()
+    report = Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
+                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    accuracy_budget=(recipe.get("report") or {}).get("accuracy_budget",
+                                                                       DEFAULT_BUDGET)).to_dict()
+    report["recommended"] = [{"setting": pick["label"], "name": pick["entry"]["name"],
+                              "within_budget": pick["within_budget"], "why": pick["why"]}
+                             for pick in recommend(report, report["accuracy_budget"])]
+    return report
 
 
 def target_environments(entries: list[dict[str, Any]]) -> dict[str, dict]:
