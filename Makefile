@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.edgekd-installed
 
-.PHONY: setup system-deps device-venv demo test e2e bench-fidelity gate-calibration clean
+.PHONY: sweep setup system-deps device-venv demo test e2e bench-fidelity gate-calibration clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,10 @@ test: setup system-deps device-venv
 # Heavy end-to-end checks on the real default model and data (not part of `make test`).
 e2e: setup system-deps device-venv
 	$(PY) -m pytest -q -m e2e
+
+# Several student shapes (and a no-distillation baseline) through the whole path, one report.
+sweep: setup
+	$(VENV)/bin/edgekd sweep bbc-news-sweep
 
 # How close edgekd's numbers are to the vendors' tools, harness overhead, run-to-run spread.
 bench-fidelity: setup
