@@ -22,7 +22,6 @@ takes about 11-14 minutes on 2 cores; `--trials 5` gives a rough table in a few 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
