@@ -18,7 +18,10 @@ def bench_command(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from edgekd.benchmarks.bench import bench_artifact, bench_document, resolve_artifact
+    from edgekd.benchmarks.bench import (bench_artifact, bench_document, check_batch_size,
+                                         resolve_artifact)
+    from edgekd.checks import check_artifact_files, check_energy_meter, check_output_file
+    from edgekd.console import quiet_libraries
     from edgekd.files import write_json_atomic
     from edgekd.targets.profiles import get_target
 
@@ -28,8 +31,18 @@ def bench_command(args: argparse.Namespace) -> int:
                           "--warmup and --min-time >= 0")
     if not args.out.endswith(".json"):
         raise EdgekdError(f"--out must name a .json file, got {args.out}")
+    # Everything that can be refused is refused before the first measurement: the result file's
+    # place, the energy meter, every artifact (and the files it needs), the target.
+    quiet_libraries()
+    check_output_file(args.out, "--out")
+    check_energy_meter(args.energy, "--energy")
     artifacts = [resolve_artifact(a) for a in args.artifacts]
+    for art in artifacts:
+        check_artifact_files(art.path, art.format)
+        check_batch_size(art, args.batch_size)
     target = get_target(args.target)
+    if args.energy == "auto" and target.profile is not None:
+        check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
     console = Console(stderr=True)
     entries = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
