@@ -43,6 +43,8 @@ def bench_command(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.energy == "auto" and target.profile is not None:
         check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
+    if target.kind != "local":  # reach it now, not after a progress line
+        target.python_info(timeout_s=60)
     console = Console(stderr=True)
     entries = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
