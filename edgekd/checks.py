@@ -103,10 +103,10 @@ def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
     return path
 
 
-def check_safetensors(path: str | os.PathLike) -> None:
-    """Open a .safetensors file's header (8-byte length + JSON) and check that the file holds
-    every tensor it lists: a truncated or corrupt download is refused before any work, not as a
-    raw SafetensorError halfway through a run."""
+def safetensors_header(path: str | os.PathLike) -> dict:
+    """Open a .safetensors file's header (8-byte length + JSON: tensor name -> dtype, shape,
+    data_offsets) and check that the file holds every tensor it lists: a truncated or corrupt
+    download is refused before any work, not as a raw SafetensorError halfway through a run."""
     path = Path(path)
     size = path.stat().st_size
     try:
@@ -122,12 +122,21 @@ def check_safetensors(path: str | os.PathLike) -> None:
         raise EdgekdError(f"weights file {path} is corrupt or truncated ({_first(exc)})") from None
     if not isinstance(header, dict):
         raise EdgekdError(f"weights file {path} is corrupt (its header is not a JSON object)")
-    ends = [entry.get("data_offsets", [0, 0])[1] for key, entry in header.items()
-            if key != "__metadata__" and isinstance(entry, dict)]
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    try:
+        ends = [int(entry["data_offsets"][1]) for entry in tensors.values()]
+    except (TypeError, KeyError, IndexError, ValueError):
+        raise EdgekdError(f"weights file {path} is corrupt (a tensor without data_offsets)") from None
     needed = 8 + length + max(ends, default=0)
     if needed > size:
         raise EdgekdError(f"weights file {path} is truncated: its header lists {needed} bytes, "
                           f"the file has {size}")
+    return tensors
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """`safetensors_header` for its checks alone."""
+    safetensors_header(path)
 
 
 def check_weights(folder: str | os.PathLike, what: str) -> None:

@@ -103,6 +103,31 @@ def student_layer_count(cfg: StudentConfig, teacher_config) -> int:
     return student_model_config(cfg, teacher_config).num_hidden_layers
 
 
+def check_weights_fit(folder: str | Path, config, what: str) -> None:
+    """The shapes in the folder's safetensors headers against the model its config.json makes
+    (built on the meta device): a config edited after saving, or weights from another model,
+    is refused here in one line instead of as a state_dict traceback while loading."""
+    import torch
+    from transformers import AutoModel
+
+    from edgekd.checks import safetensors_header
+
+    stored = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        stored.update({name: entry.get("shape") for name, entry in safetensors_header(path).items()})
+    try:
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in AutoModel.from_config(config).state_dict().items()}
+    except Exception:  # noqa: BLE001 - a config no base model is made from: the loader will say
+        return
+    for name, shape in stored.items():
+        # The stored names carry the task head's prefix (`bert.`); the base model's do not.
+        base = next((k for k in (name, name.partition(".")[2]) if k in expected), None)
+        if base is not None and shape is not None and list(shape) != expected[base]:
+            raise EdgekdError(f"{what} weights do not fit its config.json: {name} has shape "
+                              f"{list(shape)}, the config makes {expected[base]}")
+
+
 def check_buildable(config, what: str) -> None:
     """Build the model skeleton of `config` on the meta device (no memory, no weights): a head
     count that does not divide the width, a size of the wrong type or sign is refused here, in

@@ -53,8 +53,8 @@ def check_models(recipe: Recipe) -> str:
     will be built from it, the layer map and the sequence length; returns the teacher source."""
     from edgekd.checks import check_weights
     from edgekd.distillation.features import parse_layer_map
-    from edgekd.models import (check_model_source, check_student_config, load_config,
-                               student_layer_count)
+    from edgekd.models import (check_model_source, check_student_config, check_weights_fit,
+                               load_config, student_layer_count)
     from edgekd.tasks import get_task
 
     task = get_task(recipe.task)
@@ -63,6 +63,8 @@ def check_models(recipe: Recipe) -> str:
         check_weights(teacher_source, "teacher")
     teacher_config = load_config(teacher_source)
     task.check_config(teacher_config, f"the teacher {teacher_source}")
+    if Path(teacher_source).is_dir():
+        check_weights_fit(teacher_source, teacher_config, f"teacher {teacher_source}:")
     positions = getattr(teacher_config, "max_position_embeddings", None)
     if positions and recipe.seq_len > positions:
         raise EdgekdError(f"sequence length {recipe.seq_len} (data.max_length / bench.seq_len) is "
@@ -72,7 +74,10 @@ def check_models(recipe: Recipe) -> str:
         student_source = check_model_source(recipe.student.model, "student")
         if Path(student_source).is_dir():
             check_weights(student_source, "student")
-        task.check_config(load_config(student_source), f"the student {student_source}")
+        student_config = load_config(student_source)
+        task.check_config(student_config, f"the student {student_source}")
+        if Path(student_source).is_dir():
+            check_weights_fit(student_source, student_config, f"student {student_source}:")
     d = recipe.distill
     if d.layer_map is not None or d.hidden_loss > 0 or d.attention_loss > 0:
         parse_layer_map(d.layer_map, student_layer_count(recipe.student, teacher_config),

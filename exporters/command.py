@@ -21,6 +21,7 @@ def export_command(args: argparse.Namespace) -> int:
     from edgekd.console import quiet_libraries
     from edgekd.exporters import check_supported, export_artifact
     from edgekd.exporters.verify import check_model_dir
+    from edgekd.models import check_weights_fit, load_config
     from edgekd.tasks import get_task
 
     quiet_libraries()  # converter imports log warnings that would bury the one error line
@@ -46,6 +47,12 @@ def export_command(args: argparse.Namespace) -> int:
             model_dir, args.data, args.seq_len, args.calibration_samples, task)
     if seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
+    config = load_config(str(model_dir))
+    check_weights_fit(model_dir, config, f"{model_dir}:")
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and seq_len > positions:
+        raise EdgekdError(f"sequence length {seq_len} is longer than the model's {positions} "
+                          "positions (--seq-len, or the recipe's data.max_length)")
     record = export_artifact(model_dir, args.format, args.precision, Path(args.out),
                              role=_role(model_dir), seq_len=seq_len, eval_inputs=eval_inputs,
                              eval_labels=labels, calibration=calibration, task=task)

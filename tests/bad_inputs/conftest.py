@@ -64,6 +64,8 @@ def work(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "work"
     folder.mkdir()
     monkeypatch.chdir(folder)
+    # quiet_libraries sets it for this process; undone after the case, for the other tests
+    monkeypatch.delenv("TRANSFORMERS_VERBOSITY", raising=False)
     return folder
 
 

@@ -77,6 +77,11 @@ def test_seq_len_one(refuse, work, tiny_model_dir):
            "--seq-len")
 
 
+def test_seq_len_longer_than_the_positions(refuse, work, tiny_model_dir):
+    refuse(["export", tiny_model_dir, "--format", "onnx", "--seq-len", "4096", "--out", work / "o"],
+           ("4096", "positions"))
+
+
 def test_data_missing(refuse, work, tiny_model_dir):
     refuse(["export", tiny_model_dir, "--format", "onnx", "--data", work / "no-data",
             "--out", work / "o"], "no-data")
@@ -92,3 +97,15 @@ def test_data_labels_do_not_fit_the_model(refuse_in_subprocess, work, tiny_model
             (data / label / f"{i}.txt").write_text(f"match goal team {label} {i}\n")
     refuse_in_subprocess(["export", tiny_model_dir, "--format", "onnx", "--data", data,
                           "--out", work / "o"], "labels")
+
+
+def test_config_that_does_not_fit_the_weights(refuse_in_subprocess, work, teacher_copy):
+    # Found after torch and transformers (which import torchao and its warnings) are loaded, in
+    # a real interpreter: stderr still holds the one line.
+    import json
+
+    config = json.loads((teacher_copy / "config.json").read_text())
+    config["intermediate_size"] = 128  # the weights were saved with 256
+    (teacher_copy / "config.json").write_text(json.dumps(config))
+    refuse_in_subprocess(["export", teacher_copy, "--format", "onnx", "--out", work / "o"],
+                         ("do not fit its config.json", "intermediate"))

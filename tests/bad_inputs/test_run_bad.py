@@ -163,3 +163,16 @@ def test_recipe_not_yaml(refuse, work):
 def test_recipe_not_a_mapping(refuse, work):
     (work / "list.yaml").write_text(yaml.safe_dump(["a", "b"]))
     refuse(["run", work / "list.yaml"], "mapping")
+
+
+def test_teacher_config_that_does_not_fit_the_weights(refuse, work, tiny_data_dir, teacher_copy):
+    import json
+
+    from tests_recipe import write_tiny_recipe
+
+    config = json.loads((teacher_copy / "config.json").read_text())
+    config["intermediate_size"] = 128  # the weights were saved with 256
+    (teacher_copy / "config.json").write_text(json.dumps(config))
+    recipe = write_tiny_recipe(work, tiny_data_dir, teacher_copy)
+    refuse(["run", recipe, "--out", work / "runs" / "t"], ("teacher", "do not fit its config.json"))
+    assert not (work / "runs").exists()
