@@ -34,7 +34,7 @@ def _nearest_existing(path: Path) -> Path:
 def _check_names(path: Path, what: str) -> None:
     """Refuse a path whose own name (with edgekd's temporary suffix) or whole length the file
     system cannot hold: today that only shows when the first file is written, at the end."""
-    anchor = _nearest_existing(path.parent if path.parent != path else path)
+    anchor = _nearest_existing(path.parent)
     try:
         name_max = os.pathconf(anchor, "PC_NAME_MAX")
         path_max = os.pathconf(anchor, "PC_PATH_MAX")
@@ -47,6 +47,7 @@ def _check_names(path: Path, what: str) -> None:
     if len(os.fsencode(path.name)) + _TEMP_NAME_EXTRA > name_max:
         raise EdgekdError(f"{what} {_short(path)}: the name is too long ({len(path.name)} "
                           f"characters; keep it under {name_max - _TEMP_NAME_EXTRA})")
+    # 64: room for what edgekd writes inside an output folder (exports/<name>/model.onnx)
     if len(os.fsencode(str(path.absolute()))) + _TEMP_NAME_EXTRA + 64 > path_max:
         raise EdgekdError(f"{what} {_short(path)}: the path is too long for this file system")
 
