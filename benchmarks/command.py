@@ -21,6 +21,8 @@ def bench_command(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from edgekd.benchmarks.bench import bench_document, measure_round_robin, prepare
+    from edgekd.checks import check_artifact_files, check_energy_meter, check_output_file
+    from edgekd.console import quiet_libraries
     from edgekd.files import write_json_atomic
     from edgekd.targets.profiles import get_target
 
@@ -33,11 +35,22 @@ def bench_command(args: argparse.Namespace) -> int:
     repeats = getattr(args, "repeats", 3)
     if repeats < 1:
         raise EdgekdError(f"--repeats must be >= 1, got {repeats}")
+    # Everything that can be refused is refused before the first measurement: the result file's
+    # place, the energy meter, every artifact (and the files it needs), the target.
+    quiet_libraries()
+    check_output_file(args.out, "--out")
+    check_energy_meter(args.energy, "--energy")
     target = get_target(args.target)
     measurements = [prepare(a, target, threads=args.threads, batch_size=args.batch_size,
                             seq_len=args.seq_len, warmup=args.warmup,
                             min_iterations=args.min_iterations, min_time_s=args.min_time,
                             energy=args.energy) for a in args.artifacts]
+    for measurement in measurements:
+        check_artifact_files(measurement.art.path, measurement.art.format)
+    if args.energy == "auto" and target.profile is not None:
+        check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
+    if target.kind != "local":  # reach it now, not after a progress line
+        target.python_info(timeout_s=60)
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),

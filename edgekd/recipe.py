@@ -61,6 +61,10 @@ class FineTuneConfig:
     learning_rate: float = 5.0e-5
     batch_size: int = 16
 
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch_size and learning_rate must be positive")
+
 
 @dataclass
 class TeacherConfig:

@@ -199,21 +199,33 @@ def write_comparison(out_dir: Path, reports: list[dict[str, Any]]) -> dict[str, 
 
 def report_command(args) -> int:
     """`edgekd report RUN_DIR... [--out DIR]`: rebuild each run's report; with several runs (or
-    several targets and --out) also write the hardware comparison."""
+    several targets and --out) also write the hardware comparison. Every report is built and
+    the comparison checked before any file is written, so a refusal leaves the runs as they were."""
     from rich.console import Console
 
+    from edgekd.checks import check_output_dir
+    from edgekd.report.hardware import compare_targets
     from edgekd.report.summary import summary_table
 
+    compare = len(args.run_dirs) > 1 or bool(args.out)
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "hardware-comparison"
+    if compare:
+        check_output_dir(out, "--out")
+    for run_dir in (Path(r) for r in args.run_dirs):
+        if run_dir.is_dir():  # its reports are rewritten; a missing one is build_report's error
+            check_output_dir(run_dir, "run folder")
+    reports = [build_report(Path(run_dir)) for run_dir in args.run_dirs]
+    if compare:
+        targets = compare_targets(reports)["targets"]
+        if len(targets) < 2:
+            raise EdgekdError("nothing to compare: every run was measured on the same target "
+                              f"({', '.join(targets) or 'none'})")
     console = Console()
-    reports = []
-    for run_dir in args.run_dirs:
-        report = build_report(Path(run_dir))
+    for run_dir, report in zip(args.run_dirs, reports):
         write_report(Path(run_dir), report)
-        reports.append(report)
         console.print(summary_table(report))
         console.print(f"report: {Path(run_dir) / 'report.html'}")
-    if len(reports) > 1 or args.out:
-        out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "hardware-comparison"
+    if compare:
         hardware = write_comparison(out, reports)
         console.print(f"hardware comparison of {', '.join(hardware['targets'])}: {out / 'comparison.html'}")
     return 0
