@@ -16,6 +16,7 @@ from typing import Any
 
 from edgekd.benchmarks import runtimes
 from edgekd.benchmarks.contracts import BenchEntry, ContractError, ExportRecord, Report, RunnerResult
+from edgekd.checks import check_artifact_files
 from edgekd.errors import EdgekdError
 
 INPUTS_FILE = "inputs.npz"
@@ -95,6 +96,7 @@ def resolve_artifact(path: str | Path) -> Artifact:
     if not art.inputs.is_file():
         raise EdgekdError(f"no {INPUTS_FILE} next to {art.path}: the runner needs real tokenized "
                           f"examples there (edgekd export writes them; see docs/contracts.md)")
+    check_artifact_files(art.path, art.format)  # named here, not as a runtime's C++ trace later
     return art
 
 

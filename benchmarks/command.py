@@ -21,7 +21,7 @@ def bench_command(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from edgekd.benchmarks.bench import bench_document, measure_round_robin, prepare
-    from edgekd.checks import check_artifact_files, check_energy_meter, check_output_file
+    from edgekd.checks import check_energy_meter, check_output_file
     from edgekd.console import quiet_libraries
     from edgekd.files import write_json_atomic
     from edgekd.targets.profiles import get_target
@@ -45,8 +45,6 @@ def bench_command(args: argparse.Namespace) -> int:
                             seq_len=args.seq_len, warmup=args.warmup,
                             min_iterations=args.min_iterations, min_time_s=args.min_time,
                             energy=args.energy) for a in args.artifacts]
-    for measurement in measurements:
-        check_artifact_files(measurement.art.path, measurement.art.format)
     if args.energy == "auto" and target.profile is not None:
         check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
     if target.kind != "local":  # reach it now, not after a progress line

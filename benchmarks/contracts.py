@@ -90,6 +90,8 @@ class ExportRecord(_Record):
         missing = [k for k in ("name", "format", "precision") if not isinstance(data.get(k), str)]
         if missing:
             raise ContractError(f"{where}: '{missing[0]}' is missing or not a string")
+        for key in ("accuracy", "size_bytes", "export_time_s", "seq_len", "batch_size"):
+            _check_number(f"{where}: {key}", data.get(key))
         return cls(**_known(cls, {"role": None, **data}))
 
 
