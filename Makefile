@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.edgekd-installed
 
-.PHONY: sweep setup system-deps device-venv demo test e2e bench-fidelity gate-calibration clean
+.PHONY: sweep test-slow setup system-deps device-venv demo test e2e bench-fidelity gate-calibration clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ demo: setup
 
 test: setup system-deps device-venv
 	$(PY) -m pytest -q -rs --durations=10
+
+# Whole runs on tiny models that take minutes (kill -9 in every stage then resume; a sweep).
+test-slow: setup system-deps device-venv
+	$(PY) -m pytest -q -rs -m slow
 
 # Heavy end-to-end checks on the real default model and data (not part of `make test`).
 e2e: setup system-deps device-venv

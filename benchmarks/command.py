@@ -41,12 +41,12 @@ def bench_command(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     check_energy_meter(args.energy, "--energy")
     target = get_target(args.target)
+    if args.energy == "auto" and target.profile is not None:
+        check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
     measurements = [prepare(a, target, threads=args.threads, batch_size=args.batch_size,
                             seq_len=args.seq_len, warmup=args.warmup,
                             min_iterations=args.min_iterations, min_time_s=args.min_time,
                             energy=args.energy) for a in args.artifacts]
-    if args.energy == "auto" and target.profile is not None:
-        check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
     if target.kind != "local":  # reach it now, not after a progress line
         target.python_info(timeout_s=60)
     console = Console(stderr=True)

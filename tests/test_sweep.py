@@ -35,6 +35,7 @@ def sweep_run(tmp_path_factory, tiny_data_dir, tiny_model_dir):
     return out, proc
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_variant_and_compares_them(sweep_run):
     out, proc = sweep_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -57,6 +58,7 @@ def test_sweep_runs_every_variant_and_compares_them(sweep_run):
     assert (out / "sweep.html").read_text().count("<svg") == 2
 
 
+@pytest.mark.slow
 def test_the_teacher_is_trained_once_and_shared(sweep_run):
     out, proc = sweep_run
     assert proc.stdout.count("teacher: fine-tuning") == 1

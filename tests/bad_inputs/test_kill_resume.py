@@ -84,6 +84,7 @@ def reference_run(tmp_path_factory, tiny_data_dir, tiny_model_dir) -> Path:
     return folder / "run"
 
 
+@pytest.mark.slow
 def test_kill_in_every_stage_then_rerun_gives_the_same_results(tmp_path, tiny_data_dir,
                                                               tiny_model_dir, reference_run):
     import torch
