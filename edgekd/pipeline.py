@@ -37,18 +37,32 @@ def prepare(args) -> Prepared:
     from edgekd.console import quiet_libraries
 
     quiet_libraries()
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(recipe_file(args.recipe), args.overrides)
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
-    data = load_task_data(recipe.data)
-    teacher_source = check_model_source(recipe.teacher.model, "teacher")
+    task = get_task(recipe.task)
+    # Optional task hooks (a task without them gets the classifier's behaviour).
+    data = getattr(task, "load_data", load_task_data)(recipe.data)
+    teacher_source = check_model_source(
+        getattr(task, "resolve_model", str)(recipe.teacher.model), "teacher")
     teacher_config = load_config(teacher_source)
-    get_task(recipe.task).check_config(teacher_config, f"the teacher {teacher_source}")
+    task.check_config(teacher_config, f"the teacher {teacher_source}")
     check_student_config(recipe.student, teacher_config)
     check_shape(recipe.student, teacher_config)
+    if hasattr(task, "check_recipe"):
+        task.check_recipe(recipe, teacher_source, teacher_config)
     check_run_folder(run_dir, recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")
     return Prepared(recipe, run_dir, data, teacher_source)
+
+
+def recipe_file(value: str | None):
+    """A recipe argument as a path: a bare name that is no file (`smollm2-bbc`) is a built-in."""
+    from edgekd.recipe import builtin_recipe_path
+
+    if value and not Path(value).exists() and Path(value).suffix == "" and "/" not in value:
+        return builtin_recipe_path(value)
+    return value
 
 
 def check_run_folder(run_dir: Path, recipe: Recipe) -> None:
@@ -74,8 +88,16 @@ def distill_command(args) -> int:
     console.rule(f"[bold]edgekd distill[/] {prepared.recipe.name} -> {prepared.run_dir}")
     console.print(f"data: {prepared.data.summary()}")
     result = distill_stage(prepared)
-    console.print(distill_table(result.teacher_metrics, result.student_metrics))
+    console.print(_table_of(prepared.recipe, distill_table)(result.teacher_metrics,
+                                                           result.student_metrics))
     return 0
+
+
+def _table_of(recipe: Recipe, default):
+    """The task's own teacher-vs-student table, when it has one."""
+    from edgekd.tasks import get_task
+
+    return getattr(get_task(recipe.task), "distill_table", default)
 
 
 def distill_stage(prepared: Prepared):
@@ -96,7 +118,16 @@ def run_command(args) -> int:
     from edgekd.report.summary import print_summary
     from edgekd.console import console, distill_table
 
+    from edgekd.tasks import get_task
+
     started = time.perf_counter()
+    planned = load_recipe(recipe_file(args.recipe), args.overrides)
+    # A task whose artifacts cannot be exported yet runs only its distillation, and only when
+    # the recipe asks for no export (export.formats: []), so nothing is silently left out.
+    distill_only = not getattr(get_task(planned.task), "EXPORTABLE", True)
+    if distill_only and planned.export.formats:
+        raise EdgekdError(f"export and benchmark of task '{planned.task}' are not there yet: set "
+                          "export.formats to [] to distil only (or use `edgekd distill`)")
     prepared = prepare(args)
     recipe, run_dir, timings = prepared.recipe, prepared.run_dir, prepared.timings
     console.rule(f"[bold]edgekd run[/] {recipe.name} -> {run_dir}")
@@ -104,7 +135,11 @@ def run_command(args) -> int:
 
     console.rule("1/4 distill")
     result = distill_stage(prepared)
-    console.print(distill_table(result.teacher_metrics, result.student_metrics))
+    console.print(_table_of(recipe, distill_table)(result.teacher_metrics, result.student_metrics))
+    if distill_only:
+        console.print(f"[yellow]task {recipe.task}: export, bench and report are not there yet; "
+                      f"stopped after distillation[/] (results in {run_dir})")
+        return 0
 
     console.rule("2/4 export + verify")
     timings["export"] = _timed(lambda: stages.export_stage(recipe, prepared.data, run_dir))

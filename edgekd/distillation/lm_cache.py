@@ -144,16 +144,22 @@ def _topk_shard(model, tokenizer, texts: list[str], first_text: int, *, k: int, 
 
 def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k: int = 32,
                      seq_len: int = 256, temperature: float = 1.0, shard_size: int = 256,
-                     batch_size: int = 8, device: str = "cpu", progress: str | None = None) -> dict:
+                     batch_size: int = 8, device: str = "cpu", progress: str | None = None,
+                     student_to_teacher=None) -> dict:
     """Fill `cache_dir` with the teacher's top-k log-probs for every text (see module doc) and
     return the index. Loads and runs the teacher only for shards not already cached under the
     same fingerprint; stale shards (another teacher, texts or settings) are deleted first.
-    `progress`: a label for a progress bar over the shards to compute (None: no bar)."""
+    `progress`: a label for a progress bar over the shards to compute (None: no bar).
+    `student_to_teacher` (a trimmed student's id map): the top-k is taken over those teacher
+    tokens only, renormalised over them, with indices in student ids (see `KeptTokens`)."""
     if k < 1 or seq_len < 2 or shard_size < 1 or batch_size < 1 or temperature <= 0:
         raise EdgekdError(f"top-k cache needs k >= 1, seq_len >= 2, shard_size >= 1, batch_size >= 1 "
                           f"and temperature > 0 (got {k}, {seq_len}, {shard_size}, {batch_size}, {temperature})")
     cache_dir = Path(cache_dir)
     settings = {"k": k, "seq_len": seq_len, "temperature": temperature, "shard_size": shard_size}
+    if student_to_teacher is not None:
+        settings["student_to_teacher"] = hashlib.sha256(
+            np.asarray(student_to_teacher, np.int64).tobytes()).hexdigest()
     key = cache_fingerprint(teacher_dir, texts, kind="topk", **settings)
     index_file = cache_dir / INDEX
     if index_file.is_file():
@@ -171,8 +177,11 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
         from tqdm.auto import tqdm
 
         model, tokenizer = load_teacher(teacher_dir, device)
-        if k > model.config.vocab_size:
-            raise EdgekdError(f"top-k of {k} exceeds the teacher's vocabulary of {model.config.vocab_size}")
+        vocab = model.config.vocab_size if student_to_teacher is None else len(student_to_teacher)
+        if k > vocab:
+            raise EdgekdError(f"top-k of {k} exceeds the vocabulary of {vocab}")
+        if student_to_teacher is not None:
+            model = KeptTokens(model, student_to_teacher)
         for i in tqdm(missing, desc=progress, disable=progress is None, unit="shard"):
             arrays = _topk_shard(model, tokenizer, texts[i * shard_size:(i + 1) * shard_size],
                                  i * shard_size, k=k, seq_len=seq_len, temperature=temperature,
@@ -189,6 +198,23 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
              "sequences": sum(s["sequences"] for s in shards), "shards": shards}
     _atomic_write(index_file, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1) + "\n"))
     return index
+
+
+class KeptTokens(torch.nn.Module):
+    """A causal LM whose logits are cut to the teacher ids `student_to_teacher`, in student id
+    order: its softmax is the teacher's distribution renormalised over a trimmed student's
+    tokens (`edgekd.pruning.vocab.kept_teacher_logits`)."""
+
+    def __init__(self, model, student_to_teacher):
+        super().__init__()
+        self.model, self.config = model, model.config
+        self.register_buffer("kept", torch.as_tensor(np.asarray(student_to_teacher), dtype=torch.long))
+
+    def forward(self, **inputs):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.model(**inputs).logits[..., self.kept.to(
+            next(self.model.parameters()).device)])
 
 
 class TopKShardDataset(torch.utils.data.IterableDataset):

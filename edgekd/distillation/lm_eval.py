@@ -1,0 +1,134 @@
+"""Held-out quality of a causal LM, teacher and student on the same text (issue 9's measures).
+
+- perplexity: exp(mean next-token negative log-likelihood) over held-out chunks;
+- next-token agreement: share of positions where the model's top-1 next token is the teacher's;
+- greedy agreement: token match rate of the greedy continuations (the first `new_tokens` new
+  tokens) of held-out prompts against the teacher's.
+
+Everything is measured in the teacher's token ids. The teacher's per-position NLL, top-1 and
+greedy tokens are saved once (`reference.npz` in the teacher folder), so scoring a student
+never runs the teacher. A vocabulary-trimmed student reads the same ids through its map; a
+held-out chunk or prompt holding a token the student dropped is left out of its scores (and of
+the teacher's figure beside them, which is recomputed on the same chunks from the reference).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.tasks.causal_lm import GREEDY_NEW_TOKENS, greedy_tokens, pad_batch, token_match_rate
+
+REFERENCE_FILE = "reference.npz"
+
+
+def heldout_sets(tokenizer, texts: list[str], max_length: int, n_chunks: int, n_prompts: int,
+                 prompt_tokens: int = 32, seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
+    """(chunks, prompts) in the tokenizer's ids: `n_chunks` pieces of `max_length` tokens cut
+    from the held-out `texts` (shuffled with `seed`), and `n_prompts` prompts of at most
+    `prompt_tokens` tokens (half the chunk, if shorter), the starts of other pieces."""
+    from edgekd.data import chunk_texts
+
+    pieces = chunk_texts(tokenizer, texts, max_length)
+    random.Random(seed).shuffle(pieces)
+    encoded = [ids for ids in tokenizer(pieces, truncation=True, max_length=max_length)["input_ids"]
+               if len(ids) >= 2]
+    chunks = encoded[:n_chunks]
+    rest = encoded[n_chunks:] or encoded
+    prompts = [ids[:min(prompt_tokens, len(ids) // 2)] for ids in rest[:n_prompts]]
+    return chunks, prompts
+
+
+def position_scores(model, chunks: list[list[int]], pad_id: int, batch_size: int = 8):
+    """(NLL of each next token, top-1 prediction) per position, concatenated over chunks
+    ([sum(len - 1)] each); logits are reduced batch by batch, never held for the whole set."""
+    import torch
+
+    nll, top1 = [], []
+    with torch.no_grad():
+        for i in range(0, len(chunks), batch_size):
+            batch = chunks[i:i + batch_size]
+            ids, mask = pad_batch(batch, pad_id)
+            logits = model(input_ids=torch.from_numpy(ids),
+                           attention_mask=torch.from_numpy(mask)).logits.float()
+            log_q = torch.log_softmax(logits[:, :-1], dim=-1)
+            targets = torch.from_numpy(ids[:, 1:])
+            token_nll = -log_q.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            for j, seq in enumerate(batch):
+                nll.append(token_nll[j, :len(seq) - 1].numpy())
+                top1.append(log_q[j, :len(seq) - 1].argmax(-1).numpy())
+    return np.concatenate(nll).astype(np.float64), np.concatenate(top1).astype(np.int64)
+
+
+def pad_id_of(model, tokenizer) -> int:
+    """The id to pad with (masked out anyway): pad, else end-of-sequence, else 0."""
+    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id, model.config.eos_token_id):
+        if value is not None:
+            return value[0] if isinstance(value, list) else int(value)
+    return 0
+
+
+def teacher_reference(model, tokenizer, chunks, prompts, folder: Path,
+                      new_tokens: int = GREEDY_NEW_TOKENS) -> dict:
+    """Score the teacher, save its per-position NLL, top-1 and greedy tokens (with the chunks
+    and prompts) as `folder/reference.npz`, and return its metrics."""
+    pad = pad_id_of(model, tokenizer)
+    nll, top1 = position_scores(model, chunks, pad)
+    prompt_ids, prompt_mask = pad_batch(prompts, pad, left=True)
+    greedy = greedy_tokens(model, {"input_ids": prompt_ids, "attention_mask": prompt_mask},
+                           new_tokens, pad_id=pad)
+    np.savez(Path(folder) / REFERENCE_FILE, chunk_ids=np.concatenate(chunks).astype(np.int64),
+             chunk_offsets=np.cumsum([0] + [len(c) for c in chunks]),
+             prompt_ids=prompt_ids, prompt_mask=prompt_mask, nll=nll, top1=top1, greedy=greedy)
+    return {"perplexity": float(np.exp(nll.mean())), "next_token_agreement": 1.0,
+            "greedy_agreement": 1.0, "eval_chunks": len(chunks), "eval_tokens": int(len(nll)),
+            "eval_prompts": len(prompts), "greedy_new_tokens": new_tokens}
+
+
+def _split(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def score_student(model, tokenizer, teacher_dir: Path, student_to_teacher=None) -> dict:
+    """The student's metrics against the teacher's saved reference (see module doc)."""
+    ref = np.load(Path(teacher_dir) / REFERENCE_FILE)
+    chunks = _split(ref["chunk_ids"], ref["chunk_offsets"])
+    reverse = None
+    if student_to_teacher is not None:
+        reverse = np.full(int(max(ref["chunk_ids"].max(), ref["prompt_ids"].max(),
+                                  np.max(student_to_teacher))) + 1, -1, np.int64)
+        reverse[np.asarray(student_to_teacher)] = np.arange(len(student_to_teacher))
+
+    def to_student(ids):
+        if reverse is None:
+            return np.asarray(ids)
+        mapped = reverse[np.clip(ids, 0, len(reverse) - 1)]
+        return mapped if (mapped >= 0).all() and (ids < len(reverse)).all() else None
+
+    to_teacher = (lambda ids: ids) if student_to_teacher is None else \
+        (lambda ids: np.asarray(student_to_teacher)[ids])
+    kept = [i for i, c in enumerate(chunks) if to_student(c) is not None]
+    positions = _split(np.arange(len(ref["nll"])), np.cumsum([0] + [len(c) - 1 for c in chunks]))
+    at = np.concatenate([positions[i] for i in kept]) if kept else np.zeros(0, np.int64)
+    pad = pad_id_of(model, tokenizer)
+    nll, top1 = position_scores(model, [list(to_student(chunks[i])) for i in kept], pad)
+    metrics = {"perplexity": float(np.exp(nll.mean())) if len(nll) else None,
+               "teacher_perplexity_same_chunks": float(np.exp(ref["nll"][at].mean())) if len(at) else None,
+               "next_token_agreement": float((to_teacher(top1) == ref["top1"][at]).mean()) if len(at) else None,
+               "eval_chunks": len(kept), "eval_tokens": int(len(nll))}
+    rows = [r for r in range(len(ref["prompt_ids"]))
+            if to_student(ref["prompt_ids"][r][ref["prompt_mask"][r] == 1]) is not None]
+    if rows:
+        prompts = {"input_ids": np.stack([to_student(ref["prompt_ids"][r]) if reverse is None else
+                                          np.where(ref["prompt_mask"][r] == 1,
+                                                   reverse[np.clip(ref["prompt_ids"][r], 0, len(reverse) - 1)],
+                                                   pad) for r in rows]),
+                   "attention_mask": ref["prompt_mask"][rows]}
+        greedy = greedy_tokens(model, prompts, ref["greedy"].shape[1], pad_id=pad)
+        metrics["greedy_agreement"] = token_match_rate(ref["greedy"][rows], to_teacher(greedy))
+    else:
+        metrics["greedy_agreement"] = None
+    metrics.update({"eval_prompts": len(rows), "greedy_new_tokens": int(ref["greedy"].shape[1])})
+    return metrics
