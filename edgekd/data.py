@@ -286,7 +286,8 @@ def load_text_data(cfg: DataConfig) -> TaskData:
 def chunk_texts(tokenizer, texts: list[str], max_length: int, min_tokens: int = 8) -> list[str]:
     """Cut each text into pieces of at most `max_length` tokens (special tokens the tokenizer
     adds included), at token boundaries found through the offset mapping, so re-tokenizing a
-    piece gives back (almost always exactly) its tokens. Pieces under `min_tokens` are dropped."""
+    piece gives back (almost always exactly) its tokens. Pieces under `min_tokens` are dropped;
+    a piece may start with the space that belongs to its first word."""
     room = max(2, max_length - tokenizer.num_special_tokens_to_add())
     pieces = []
     encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
@@ -294,6 +295,9 @@ def chunk_texts(tokenizer, texts: list[str], max_length: int, min_tokens: int = 
         for start in range(0, len(offsets), room):
             span = offsets[start:start + room]
             if len(span) >= min_tokens:
-                end = offsets[start + room][0] if start + room < len(offsets) else len(text)
-                pieces.append(text[span[0][0]:end].strip() if start else text[:end].strip())
-    return [p for p in pieces if p]
+                # from the end of the previous token (a leading space stays with its word) to
+                # the end of the last, so the piece re-tokenizes into the same tokens
+                begin = offsets[start - 1][1] if start else 0
+                end = span[-1][1] if start + room < len(offsets) else len(text)
+                pieces.append(text[begin:end])
+    return [p for p in pieces if p.strip()]

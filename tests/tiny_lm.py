@@ -40,7 +40,9 @@ def lm_tokenizer():
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    backend.train_from_iterator([sentence(rng) for _ in range(400)], trainer)
+    # words the generated text never uses, so a trimmed vocabulary has tokens to drop
+    unused = ["zebra quantum violin", "glacier umbrella pyramid", "jazz oxygen knight"] * 40
+    backend.train_from_iterator([sentence(rng) for _ in range(400)] + unused, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
                                    pad_token="<|endoftext|>",
                                    model_input_names=["input_ids", "attention_mask"])

@@ -96,7 +96,7 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
         extra = {"train_time_s": train_time, "epoch_time_s": train_time / d.epochs,
                  "steps": result.global_step, "step_time_s": train_time / steps,
                  "processes": args.world_size, "train_chunks": len(dataset),
-                 "final_train_loss": _last_loss(trainer),
+                 **_logged_losses(trainer),
                  "distill": {"kd": d.kd, "alpha": d.alpha, "temperature": d.temperature,
                              "beta": d.beta, "skew": d.skew, "top_k": d.top_k},
                  **({"shrink": shape} if shape else {})}
@@ -112,9 +112,11 @@ def teacher_vocab_size(teacher_dir: Path) -> int:
     return int(read_json(Path(teacher_dir) / "config.json")["vocab_size"])
 
 
-def _last_loss(trainer) -> float | None:
-    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-    return float(losses[-1]) if losses else None
+def _logged_losses(trainer) -> dict:
+    """The first and the last training loss the Trainer logged (None when it logged none)."""
+    losses = [float(e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    return {"first_train_loss": losses[0] if losses else None,
+            "final_train_loss": losses[-1] if losses else None}
 
 
 def save_teacher(recipe: Recipe, data: TaskData, source: str, final_dir: Path, log=print) -> dict:
