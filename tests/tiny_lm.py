@@ -30,7 +30,7 @@ def make_text_data(folder: Path, texts: int = 60, seed: int = 0) -> Path:
 
 
 def lm_tokenizer():
-    """A byte-level BPE tokenizer of ~300 tokens trained on the generated sentences."""
+    """A byte-level BPE tokenizer of ~420 tokens trained on the generated sentences."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -38,7 +38,7 @@ def lm_tokenizer():
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     # words the generated text never uses, so a trimmed vocabulary has tokens to drop
     unused = ["zebra quantum violin", "glacier umbrella pyramid", "jazz oxygen knight"] * 40

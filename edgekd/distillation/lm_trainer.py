@@ -80,7 +80,21 @@ class LMDistillationTrainer(Trainer):
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         loss = lm_distill_loss(outputs.logits, teacher, labels, kind=d.kd, alpha=d.alpha,
                                temperature=d.temperature, beta=d.beta, skew=d.skew)
+        if self.args.world_size > 1:
+            loss = loss * self._token_share(labels)
         return (loss, outputs) if return_outputs else loss
+
+    def _token_share(self, labels) -> torch.Tensor:
+        """world size x this process's share of the step's predicted tokens. The loss is a mean
+        over this process's tokens and DDP averages the gradients over processes; this factor
+        makes the result the mean over all the step's tokens, as one process computes it (with
+        sequences of different lengths a mean of per-process means would weight them otherwise)."""
+        from edgekd.distillation.lm_losses import IGNORE_INDEX
+
+        local = (labels[:, 1:] != IGNORE_INDEX).sum().float()
+        total = local.detach().clone()
+        torch.distributed.all_reduce(total)
+        return local * self.args.world_size / total.clamp_min(1.0)
 
 
 def _distributed() -> bool:
@@ -94,6 +108,7 @@ def lm_training_arguments(output_dir: Path, d: DistillConfig, steps_per_epoch: i
     """Like the classifier's `training_arguments` (a checkpoint every epoch for resume, linear
     decay with 10% warm-up), plus the gloo backend when there is no GPU, so `torchrun
     --nproc_per_node N` runs the same training on CPU processes."""
+    cpu_group = _distributed() and not torch.cuda.is_available()
     return TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=d.epochs, learning_rate=d.learning_rate,
         per_device_train_batch_size=d.batch_size, warmup_ratio=0.1, weight_decay=0.01,
@@ -101,5 +116,6 @@ def lm_training_arguments(output_dir: Path, d: DistillConfig, steps_per_epoch: i
         logging_steps=max(1, steps_per_epoch // 4), report_to=[], seed=d.seed, data_seed=d.seed,
         remove_unused_columns=False, dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
-        ddp_backend="gloo" if _distributed() and not torch.cuda.is_available() else None,
+        # Several CPU processes: accelerate makes them one DDP group only when told "cpu".
+        use_cpu=cpu_group, ddp_backend="gloo" if cpu_group else None,
         disable_tqdm=False)

@@ -1,8 +1,12 @@
 """The causal-LM distillation stage end to end on tiny random Llama (GQA) and GPT-2 teachers with
 a real byte-level BPE tokenizer: teacher runs, cache reuse, resume, metrics, trimmed students."""
 
+import os
 import shutil
+import subprocess
+import sys
 from argparse import Namespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +138,36 @@ def test_gpt2_student_trimmed_and_pruned_with_jsd(tmp_path):
     assert (tmp_path / "run" / "student" / "vocab_map.json").is_file()
     assert s["distill"]["kd"] == "jsd" and s["eval_chunks"] >= 1 and np.isfinite(s["perplexity"])
     assert 0 <= s["next_token_agreement"] <= 1 and s["greedy_agreement"] is not None
+
+
+def test_two_cpu_processes_match_one(tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo on CPU) gives the student one process gives: all
+    training chunks fit in one global batch (4 = 2 processes x 2), so each step sees the same
+    examples; the chunks differ in length, so this also checks the loss is weighted per token
+    across processes (not a mean of per-process means)."""
+    from safetensors.numpy import load_file
+
+    data = make_text_data(tmp_path / "data")
+    teacher = save_tiny_lm(tmp_path / "llama", "llama", layers=4)
+    recipe = write_lm_recipe(tmp_path, data, teacher, data={"max_train_chunks": 4},
+                             distill={"epochs": 3, "batch_size": 4})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    one = subprocess.run([sys.executable, "-m", "edgekd", "distill", str(recipe), "--out",
+                          str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(29500 + os.getpid() % 1000), "-m", "edgekd", "distill", str(recipe),
+                          "--out", str(tmp_path / "two"), "--set", "distill.batch_size=2"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    m1 = read_json(tmp_path / "one" / "student" / "metrics.json")
+    m2 = read_json(tmp_path / "two" / "student" / "metrics.json")
+    assert (m1["processes"], m2["processes"]) == (1, 2) and m1["steps"] == m2["steps"] == 3
+    w1 = load_file(tmp_path / "one" / "student" / "model.safetensors")
+    w2 = load_file(tmp_path / "two" / "student" / "model.safetensors")
+    start = load_file(teacher / "model.safetensors")   # student layer 0 is teacher layer 0
+    moved = max(float(np.abs(w1[k] - start[k]).max()) for k in w1 if "layers.0." in k)
+    diff = max(float(np.abs(w1[k] - w2[k]).max()) for k in w1)
+    assert moved > 1e-3                        # training changed the weights...
+    assert diff < 1e-3 * moved                 # ...and both runs changed them the same way
+    assert m2["perplexity"] == pytest.approx(m1["perplexity"], rel=0.02)
