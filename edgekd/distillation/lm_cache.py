@@ -179,7 +179,8 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
         model, tokenizer = load_teacher(teacher_dir, device)
         vocab = model.config.vocab_size if student_to_teacher is None else len(student_to_teacher)
         if k > vocab:
-            raise EdgekdError(f"top-k of {k} exceeds the vocabulary of {vocab}")
+            raise EdgekdError(f"top-k of {k} exceeds the teacher's vocabulary of {vocab}"
+                              + (" (kept by the trimmed student)" if student_to_teacher is not None else ""))
         if student_to_teacher is not None:
             model = KeptTokens(model, student_to_teacher)
         for i in tqdm(missing, desc=progress, disable=progress is None, unit="shard"):
