@@ -170,6 +170,8 @@ class BenchEntry(_Record):
     python: Optional[str] = None
     cpu_affinity: Optional[list] = None
     artifact: Optional[str] = None
+    gflop: Optional[float] = None           # operations of one inference (report time, from config)
+    gflop_per_s: Optional[float] = None     # gflop / p50: how close the runtime comes to the CPU
 
     @classmethod
     def measured(cls, *, name: str, role: Optional[str], fmt: str, precision: Optional[str],

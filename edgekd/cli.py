@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_options(p, recipe_required=False)
     p.set_defaults(handler="edgekd.pipeline:distill_command")
 
+    p = sub.add_parser("sweep", help="several student shapes through the whole path, one "
+                       "comparison report with Pareto fronts")
+    p.add_argument("sweep", help="sweep YAML (a base recipe and its variants) or a built-in "
+                   "name, e.g. bbc-news-sweep")
+    p.add_argument("--out", help="sweep folder (default: runs/<sweep name>); one run folder per variant")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the base recipe for every variant (repeatable)")
+    p.set_defaults(handler="edgekd.sweep:sweep_command")
+
     p = sub.add_parser("export", help="export a model folder to ONNX / OpenVINO / TFLite, verified")
     p.add_argument("model_dir", help="a Hugging Face model folder (save_pretrained)")
     p.add_argument("--format", required=True, choices=available_formats(),
@@ -74,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--energy", default="auto", help="auto, rapl, nvml, hwmon, command, estimate, none")
     p.add_argument("--out", required=True, help="result JSON file")
     p.set_defaults(handler="edgekd.benchmarks.command:bench_command")
+
+    p = sub.add_parser("predict", help="classify text with an export bundle (same runtime and "
+                       "settings it was verified with)")
+    p.add_argument("artifact", help="an export folder (runs/<run>/exports/<name>/, or an unpacked "
+                   "`edgekd pack` bundle) or the artifact file inside one")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="text to classify; text longer than "
+                   "the exported sequence length is truncated to it (a note says so)")
+    p.add_argument("--file", help="more texts, one per line (blank lines are skipped)")
+    p.add_argument("--top-k", type=int, default=3, help="labels shown per text (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--target", default=None, help="only 'local' for now: predict runs on this "
+                   "machine (to try a board, copy the bundle there with edgekd pack)")
+    p.set_defaults(handler="edgekd.predict:predict_command")
+
+    p = sub.add_parser("pack", help="pack one export bundle of a run, with its report entry and "
+                       "checksums, into a .zip or .tar.gz")
+    p.add_argument("run_dir", help="run folder (runs/<name>)")
+    p.add_argument("--artifact", required=True, help="export name, e.g. student-onnx-int8-dynamic")
+    p.add_argument("--out", required=True, help="archive file: FILE.zip or FILE.tar.gz")
+    p.set_defaults(handler="edgekd.pack:pack_command")
 
     p = sub.add_parser("targets", help="list or check target device profiles")
     tsub = p.add_subparsers(dest="targets_command", metavar="ACTION", required=True)

@@ -136,6 +136,16 @@ def check_tokenizer(fixed, converted, samples=("The capital of France is", " hé
             raise RuntimeError(f"tokenizer fix changed the encoding or decoding of {text!r}")
 
 
+def dtype_argument(dtype) -> dict:
+    """`from_pretrained`'s dtype keyword for the installed transformers: `dtype=` from 4.56,
+    `torch_dtype=` before (4.45-4.55 do not know `dtype=`; 4.56+ log a deprecation for the old name)."""
+    import transformers
+    from packaging.version import Version
+
+    new_name = Version(transformers.__version__).release >= (4, 56)
+    return {"dtype" if new_name else "torch_dtype": dtype}
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     """Dequantize the GGUF into an fp32 LlamaForCausalLM and save model + fixed tokenizer in
     `out_dir`; returns facts for the stamp (parameter count, tokens)."""
@@ -146,7 +156,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     folder, name = str(Path(gguf_path).parent), Path(gguf_path).name
     try:
         converted = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
+                                                     **dtype_argument(torch.float32))
     except Exception as exc:  # unsupported quantization / architecture, truncated tensors, ...
         raise EdgekdError(f"cannot convert {name}: {first_line(exc)}") from None
     tokenizer = fixed_tokenizer(converted, metadata)

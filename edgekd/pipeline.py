@@ -114,10 +114,8 @@ def distill_stage(prepared: Prepared):
 
 def run_command(args) -> int:
     """`edgekd run`: distill -> export (+ verify) -> bench -> report, resuming what is done."""
-    from edgekd import stages
+    from edgekd.console import console
     from edgekd.report.summary import print_summary
-    from edgekd.console import console, distill_table
-
     from edgekd.tasks import get_task
 
     started = time.perf_counter()
@@ -129,18 +127,47 @@ def run_command(args) -> int:
         raise EdgekdError(f"export and benchmark of task '{planned.task}' are not there yet: set "
                           "export.formats to [] to distil only (or use `edgekd distill`)")
     prepared = prepare(args)
-    recipe, run_dir, timings = prepared.recipe, prepared.run_dir, prepared.timings
-    console.rule(f"[bold]edgekd run[/] {recipe.name} -> {run_dir}")
-    console.print(f"data: {prepared.data.summary()}")
+    console.rule(f"[bold]edgekd run[/] {prepared.recipe.name} -> {prepared.run_dir}")
+    if distill_only:
+        return _distill_only(prepared)
+    report = run_stages(prepared, started)
+    timings = prepared.timings
+    print_summary(report, console)
+    failed = [e["name"] for e in report["entries"] if e.get("status") != "ok"]
+    if failed:
+        console.print(f"[red]failed artifacts[/] (see report.md): {', '.join(sorted(set(failed)))}")
+    console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    console.print(f"report: {prepared.run_dir / 'report.html'}  (also report.md, report.json)")
+    # Everything that could be done was done and reported; a failed artifact still fails the
+    # command, so a script or CI job notices it.
+    return 1 if failed else 0
 
+
+def _distill_only(prepared: Prepared) -> int:
+    """`edgekd run` of a task without export yet: the distillation stage, then a clear stop."""
+    from edgekd.console import console, distill_table
+
+    recipe = prepared.recipe
+    console.print(f"data: {prepared.data.summary()}")
     console.rule("1/4 distill")
     result = distill_stage(prepared)
     console.print(_table_of(recipe, distill_table)(result.teacher_metrics, result.student_metrics))
-    if distill_only:
-        console.print(f"[yellow]task {recipe.task}: export, bench and report are not there yet; "
-                      f"stopped after distillation[/] (results in {run_dir})")
-        return 0
+    console.print(f"[yellow]task {recipe.task}: export, bench and report are not there yet; "
+                  f"stopped after distillation[/] (results in {prepared.run_dir})")
+    return 0
 
+
+def run_stages(prepared: Prepared, started: float | None = None) -> dict:
+    """The four stages over a prepared run folder (each skips finished work); the report."""
+    from edgekd import stages
+    from edgekd.console import console, distill_table
+
+    started = time.perf_counter() if started is None else started
+    recipe, run_dir, timings = prepared.recipe, prepared.run_dir, prepared.timings
+    console.print(f"data: {prepared.data.summary()}")
+    console.rule("1/4 distill")
+    result = distill_stage(prepared)
+    console.print(_table_of(recipe, distill_table)(result.teacher_metrics, result.student_metrics))
     console.rule("2/4 export + verify")
     timings["export"] = _timed(lambda: stages.export_stage(recipe, prepared.data, run_dir))
     console.rule("3/4 bench")
@@ -150,16 +177,7 @@ def run_command(args) -> int:
     report = stages.report_stage(run_dir, timings)
     timings["report"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - started
-
-    print_summary(report, console)
-    failed = [e["name"] for e in report["entries"] if e.get("status") != "ok"]
-    if failed:
-        console.print(f"[red]failed artifacts[/] (see report.md): {', '.join(sorted(set(failed)))}")
-    console.print("stage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
-    console.print(f"report: {run_dir / 'report.html'}  (also report.md, report.json)")
-    # Everything that could be done was done and reported; a failed artifact still fails the
-    # command, so a script or CI job notices it.
-    return 1 if failed else 0
+    return report
 
 
 def _timed(work) -> float:

@@ -8,7 +8,8 @@ name), `PRECISIONS`, `runtime_missing()` and
 
 `export_artifact` is what the pipeline and `edgekd export` call: refuse what cannot work,
 export into a staging folder, verify against PyTorch through the runtime adapter, write
-export.json + inputs.npz, and move the folder into place atomically.
+export.json + inputs.npz and the bundle (tokenizer, config, labels, model card:
+`bundle.py`), and move the folder into place atomically.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     `references` (a `verify.ReferenceOutputs`) shares the PyTorch outputs between the exports
     of one source; verification runs at `threads`, like the benchmark."""
     from edgekd.data import save_inputs
-    from edgekd.exporters import verify
+    from edgekd.exporters import bundle, verify
     from edgekd.files import replace_dir_atomic, staging_dir, write_json_atomic
     from edgekd.tasks import get_task
 
@@ -90,6 +91,8 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     name = f"{role or 'model'}-{fmt}-{precision}"
     done = completed_export(out_dir, model_dir, fmt, precision, seq_len)
     if done is not None:
+        if bundle.needs_bundle(out_dir, model_dir):  # e.g. exported before bundles existed
+            bundle.write_bundle(out_dir, model_dir, done)
         return done
     if eval_inputs is None:
         eval_inputs, eval_labels = task.generated_inputs(model_dir, seq_len), None
@@ -121,6 +124,8 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
         seq_len=int(seq_len), batch_size=info.get("batch_size"),
         input_names=list(info["input_names"]), tools=info.get("tools", {}),
         settings=info.get("settings", {}), **checked).to_dict()
+    # After size_bytes is measured: the bundle files are not part of the artifact's size.
+    bundle.write_bundle(stage, model_dir, record)
     save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},
                 eval_labels)
     write_json_atomic(stage / EXPORT_FILE, record)

@@ -25,7 +25,9 @@ from edgekd.exporters.verify import conversion_error
 
 FORMAT = "openvino"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
-ARTIFACT = "model.xml"
+# optimum-intel's OVModelFor*.from_pretrained(folder) recognises a converted folder by this
+# name, so the export folder loads with the ecosystem's own classes as it is.
+ARTIFACT = "openvino_model.xml"
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 

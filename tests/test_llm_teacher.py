@@ -240,6 +240,38 @@ def test_convert_gguf_gives_the_same_model_and_a_plain_tokenizer(tiny_gguf, tmp_
         assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
 
 
+@pytest.mark.parametrize("version, name", [("4.45.2", "torch_dtype"), ("4.55.4", "torch_dtype"),
+                                           ("4.56.0", "dtype"), ("4.57.6", "dtype"),
+                                           ("4.57.0.dev0", "dtype")])
+def test_dtype_keyword_follows_the_transformers_version(version, name, monkeypatch):
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", version)
+    assert llm_teacher.dtype_argument(torch.float32) == {name: torch.float32}
+
+
+def test_the_installed_transformers_honours_the_dtype_keyword(tmp_path):
+    """Loaded with the keyword chosen for this version, a float32 folder comes back as float16
+    (an unknown keyword would be ignored silently) and no deprecation is logged."""
+    import logging
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2)).save_pretrained(tmp_path)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    hf_logging.get_logger().addHandler(handler)     # transformers' root logger does not propagate
+    try:
+        model = LlamaForCausalLM.from_pretrained(tmp_path, **llm_teacher.dtype_argument(torch.float16))
+    finally:
+        hf_logging.get_logger().removeHandler(handler)
+    assert {p.dtype for p in model.parameters()} == {torch.float16}
+    assert not [m for m in messages if "deprecated" in m]
+
+
 def test_prepare_builds_once_into_a_stamped_folder(tiny_gguf, tmp_path, monkeypatch):
     downloads = []
 

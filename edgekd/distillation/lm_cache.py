@@ -9,7 +9,9 @@
     written atomically, so an interrupted build keeps its finished shards and a rerun computes
     only the missing ones. `TopKShardDataset` streams the shards one at a time, so a corpus
     larger than memory trains fine. Values are log softmax(z / T) over the full vocabulary at
-    the cache's temperature, ready for `lm_losses.SparseTeacher`.
+    the cache's temperature, ready for `lm_losses.SparseTeacher`. Ids are the teacher's: the
+    index records its `teacher_vocab_size` and `tokenizer_hash`, and a vocabulary-trimmed
+    student reads them through `vocab_map` (teacher_to_student, -1 = dropped).
 (b) Sequence level (Kim & Rush 2016, "Sequence-Level Knowledge Distillation", sec. 3.2): the
     teacher's greedy continuation (beam size 1) of a prompt taken from each corpus text, saved
     as jsonl; its "text" field (prompt + continuation) is training text for the student.
@@ -33,6 +35,7 @@ from edgekd.errors import EdgekdError
 
 INDEX = "index.json"
 SHARD = "shard-{:05d}.npz"
+SEQUENCE_FORMAT = 2   # in the sequence-KD fingerprint: 1 decoded the continuation on its own
 
 
 def teacher_fingerprint(teacher_dir: Path) -> str:
@@ -59,6 +62,21 @@ def cache_fingerprint(teacher_dir: Path, texts, **settings) -> str:
     for text in texts:
         digest.update(text.encode("utf-8", "replace") + b"\0")
     return digest.hexdigest()
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """A digest of the tokenizer's id -> token table: equal hashes mean equal token ids."""
+    table = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return hashlib.sha256(json.dumps(table, ensure_ascii=False).encode()).hexdigest()
+
+
+def _teacher_vocabulary(teacher_dir: Path) -> dict:
+    """What the cached ids mean: the teacher's vocabulary size (its logits' width, maybe more
+    than len(tokenizer)) and tokenizer hash; reads config and tokenizer, not the weights."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    return {"teacher_vocab_size": int(AutoConfig.from_pretrained(teacher_dir).vocab_size),
+            "tokenizer_hash": tokenizer_hash(AutoTokenizer.from_pretrained(teacher_dir))}
 
 
 def load_teacher(teacher_dir: Path, device: str = "cpu"):
@@ -144,29 +162,23 @@ def _topk_shard(model, tokenizer, texts: list[str], first_text: int, *, k: int, 
 
 def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k: int = 32,
                      seq_len: int = 256, temperature: float = 1.0, shard_size: int = 256,
-                     batch_size: int = 8, device: str = "cpu", progress: str | None = None,
-                     student_to_teacher=None) -> dict:
+                     batch_size: int = 8, device: str = "cpu", progress: str | None = None) -> dict:
     """Fill `cache_dir` with the teacher's top-k log-probs for every text (see module doc) and
     return the index. Loads and runs the teacher only for shards not already cached under the
     same fingerprint; stale shards (another teacher, texts or settings) are deleted first.
-    `progress`: a label for a progress bar over the shards to compute (None: no bar).
-    `student_to_teacher` (a trimmed student's id map): the top-k is taken over those teacher
-    tokens only, renormalised over them, with indices in student ids (see `KeptTokens`)."""
+    `progress`: a label for a progress bar over the shards to compute (None: no bar)."""
     if k < 1 or seq_len < 2 or shard_size < 1 or batch_size < 1 or temperature <= 0:
         raise EdgekdError(f"top-k cache needs k >= 1, seq_len >= 2, shard_size >= 1, batch_size >= 1 "
                           f"and temperature > 0 (got {k}, {seq_len}, {shard_size}, {batch_size}, {temperature})")
     cache_dir = Path(cache_dir)
     settings = {"k": k, "seq_len": seq_len, "temperature": temperature, "shard_size": shard_size}
-    if student_to_teacher is not None:
-        settings["student_to_teacher"] = hashlib.sha256(
-            np.asarray(student_to_teacher, np.int64).tobytes()).hexdigest()
     key = cache_fingerprint(teacher_dir, texts, kind="topk", **settings)
     index_file = cache_dir / INDEX
     if index_file.is_file():
         index = json.loads(index_file.read_text())
-        if index.get("fingerprint") == key:
+        if index.get("fingerprint") == key and "teacher_vocab_size" in index:
             return index
-        index_file.unlink()
+        index_file.unlink()           # stale, or from before the vocabulary fields: re-indexed
     cache_dir.mkdir(parents=True, exist_ok=True)
     shard_count = -(-len(texts) // shard_size)
     for file in cache_dir.glob("shard-*.npz"):
@@ -177,12 +189,8 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
         from tqdm.auto import tqdm
 
         model, tokenizer = load_teacher(teacher_dir, device)
-        vocab = model.config.vocab_size if student_to_teacher is None else len(student_to_teacher)
-        if k > vocab:
-            raise EdgekdError(f"top-k of {k} exceeds the teacher's vocabulary of {vocab}"
-                              + (" (kept by the trimmed student)" if student_to_teacher is not None else ""))
-        if student_to_teacher is not None:
-            model = KeptTokens(model, student_to_teacher)
+        if k > model.config.vocab_size:
+            raise EdgekdError(f"top-k of {k} exceeds the teacher's vocabulary of {model.config.vocab_size}")
         for i in tqdm(missing, desc=progress, disable=progress is None, unit="shard"):
             arrays = _topk_shard(model, tokenizer, texts[i * shard_size:(i + 1) * shard_size],
                                  i * shard_size, k=k, seq_len=seq_len, temperature=temperature,
@@ -195,42 +203,35 @@ def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k:
             offsets = shard["offsets"]
             shards.append({"file": SHARD.format(i), "sequences": len(offsets) - 1,
                            "tokens": int(offsets[-1])})
-    index = {"fingerprint": key, **settings, "texts": len(texts),
+    index = {"fingerprint": key, **settings, **_teacher_vocabulary(teacher_dir), "texts": len(texts),
              "sequences": sum(s["sequences"] for s in shards), "shards": shards}
     _atomic_write(index_file, lambda tmp: Path(tmp).write_text(json.dumps(index, indent=1) + "\n"))
     return index
 
 
-class KeptTokens(torch.nn.Module):
-    """A causal LM whose logits are cut to the teacher ids `student_to_teacher`, in student id
-    order: its softmax is the teacher's distribution renormalised over a trimmed student's
-    tokens (`edgekd.pruning.vocab.kept_teacher_logits`)."""
-
-    def __init__(self, model, student_to_teacher):
-        super().__init__()
-        self.model, self.config = model, model.config
-        self.register_buffer("kept", torch.as_tensor(np.asarray(student_to_teacher), dtype=torch.long))
-
-    def forward(self, **inputs):
-        from types import SimpleNamespace
-
-        return SimpleNamespace(logits=self.model(**inputs).logits[..., self.kept.to(
-            next(self.model.parameters()).device)])
-
-
 class TopKShardDataset(torch.utils.data.IterableDataset):
     """The cached sequences as an iterable (a torch IterableDataset): one dict per sequence with
-    `input_ids` [len], `teacher_indices` [len, k] and `teacher_log_probs` [len, k] (float32).
-    Only one shard is in memory at a time. `shuffle` permutes the shard order and the sequences
-    within a shard (a per-shard shuffle buffer), seeded by `seed` + the epoch (`set_epoch`).
-    Under a DataLoader with workers, each worker reads its own share of the shards."""
+    `input_ids` [len], `teacher_indices` [len, k], `teacher_log_probs` [len, k] (float32) and
+    the cache's `teacher_temperature`. Only one shard is in memory at a time. `shuffle` permutes
+    the shard order and the sequences within a shard, seeded by `seed` + the epoch (`set_epoch`).
+    Under a DataLoader with workers, each worker reads its own share of the shards.
 
-    def __init__(self, cache_dir: Path, shuffle: bool = False, seed: int = 0):
+    `vocab_map`: for a vocabulary-trimmed student, `teacher_to_student` (one student id per
+    teacher id, -1 where dropped; `edgekd.pruning.trim_vocabulary`). Input ids and teacher ids
+    then come out as student ids; a dropped teacher top-k id becomes -1 (its mass counts in the
+    loss's tail bucket); a dropped *input* token is an error (trim on the cache's texts)."""
+
+    def __init__(self, cache_dir: Path, shuffle: bool = False, seed: int = 0, vocab_map=None):
         self.cache_dir = Path(cache_dir)
         if not (self.cache_dir / INDEX).is_file():
             raise EdgekdError(f"{self.cache_dir} holds no finished top-k cache ({INDEX} missing)")
         self.index = json.loads((self.cache_dir / INDEX).read_text())
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.vocab_map = None if vocab_map is None else np.asarray(vocab_map, dtype=np.int64)
+        size = self.index.get("teacher_vocab_size")     # absent in an index from before it
+        if self.vocab_map is not None and (self.vocab_map.shape != (size,) or self.vocab_map.min() < -1):
+            raise EdgekdError(f"vocab_map must give a student id or -1 for each of the teacher's {size} "
+                              f"token ids, got shape {self.vocab_map.shape} (None: rerun build_topk_cache)")
 
     @property
     def temperature(self) -> float:
@@ -241,6 +242,14 @@ class TopKShardDataset(torch.utils.data.IterableDataset):
 
     def __len__(self) -> int:
         return int(self.index["sequences"])
+
+    def _student_ids(self, name: str, arrays: dict) -> dict:
+        input_ids = self.vocab_map[arrays["input_ids"]]
+        if (input_ids < 0).any():
+            token = int(arrays["input_ids"][np.argmax(input_ids < 0)])
+            raise EdgekdError(f"{name} holds teacher token {token}, which the student's vocabulary "
+                              "dropped: trim the vocabulary on the texts the cache was built from")
+        return {**arrays, "input_ids": input_ids, "topk_indices": self.vocab_map[arrays["topk_indices"]]}
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -254,19 +263,26 @@ class TopKShardDataset(torch.utils.data.IterableDataset):
             with np.load(self.cache_dir / name) as shard:
                 arrays = {key: shard[key] for key in
                           ("input_ids", "offsets", "topk_indices", "topk_log_probs")}
+            if self.vocab_map is not None:
+                arrays = self._student_ids(name, arrays)
             count = len(arrays["offsets"]) - 1
             for i in rng.permutation(count) if self.shuffle else range(count):
                 span = slice(int(arrays["offsets"][i]), int(arrays["offsets"][i + 1]))
                 yield {"input_ids": torch.from_numpy(arrays["input_ids"][span].astype(np.int64)),
                        "teacher_indices": torch.from_numpy(arrays["topk_indices"][span].astype(np.int64)),
-                       "teacher_log_probs": torch.from_numpy(arrays["topk_log_probs"][span].astype(np.float32))}
+                       "teacher_log_probs": torch.from_numpy(arrays["topk_log_probs"][span].astype(np.float32)),
+                       "teacher_temperature": self.temperature}
 
 
-def collate_topk(rows: list[dict], pad_token_id: int = 0, temperature: float = 1.0) -> dict:
+def collate_topk(rows: list[dict], pad_token_id: int = 0) -> dict:
     """Right-pad a list of `TopKShardDataset` items into `input_ids`, `attention_mask`, `labels`
-    (the input ids, -100 on padding) and `teacher` (a `SparseTeacher` [B, L, k])."""
+    (the input ids, -100 on padding) and `teacher` (a `SparseTeacher` [B, L, k] at the
+    temperature the rows' cache was built with, so the two cannot disagree)."""
     from edgekd.distillation.lm_losses import IGNORE_INDEX, SparseTeacher
 
+    temperatures = {float(r["teacher_temperature"]) for r in rows}
+    if len(temperatures) != 1:
+        raise EdgekdError(f"one batch mixes top-k caches of temperatures {sorted(temperatures)}")
     longest = max(len(r["input_ids"]) for r in rows)
     k = rows[0]["teacher_indices"].shape[-1]
     ids = torch.full((len(rows), longest), pad_token_id, dtype=torch.long)
@@ -279,7 +295,7 @@ def collate_topk(rows: list[dict], pad_token_id: int = 0, temperature: float = 1
         indices[j, :n], log_probs[j, :n] = row["teacher_indices"], row["teacher_log_probs"]
     labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
     return {"input_ids": ids, "attention_mask": mask, "labels": labels,
-            "teacher": SparseTeacher(indices, log_probs, temperature)}
+            "teacher": SparseTeacher(indices, log_probs, temperatures.pop())}
 
 
 def corpus_prompts(tokenizer, texts: list[str], prompt_tokens: int) -> list[tuple[int, list[int]]]:
@@ -315,6 +331,17 @@ def greedy_continuations(model, prompts: list[list[int]], max_new_tokens: int,
     return continuations
 
 
+def split_decoded(tokenizer, prompt: list[int], continuation: list[int]) -> tuple[str, str]:
+    """(prompt text, continuation text) of one generated sequence, joined exactly by `+` into
+    the decoded whole. Decoding the continuation alone would lose a SentencePiece word's leading
+    space and break a character whose bytes straddle the boundary, so the whole is decoded and
+    cut after the longest prefix it shares with the prompt decoded alone."""
+    text = tokenizer.decode(list(prompt) + list(continuation), skip_special_tokens=True)
+    alone = tokenizer.decode(list(prompt), skip_special_tokens=True)
+    cut = len(os.path.commonprefix([alone, text]))
+    return text[:cut], text[cut:]
+
+
 def _complete_lines(path: Path) -> int:
     """How many whole jsonl lines `path` holds; a partial last line (a crash mid-write) is cut."""
     if not path.is_file():
@@ -336,7 +363,7 @@ def build_sequence_kd(teacher_dir: Path, texts: list[str], out_file: Path, *,
     fingerprint; an unchanged rerun returns at once, an interrupted one resumes after the last
     whole line, a changed teacher/texts/settings starts over."""
     out_file, settings = Path(out_file), {"prompt_tokens": prompt_tokens, "max_new_tokens": max_new_tokens}
-    key = cache_fingerprint(teacher_dir, texts, kind="sequence", **settings)
+    key = cache_fingerprint(teacher_dir, texts, kind="sequence", format=SEQUENCE_FORMAT, **settings)
     meta_file = out_file.with_name(out_file.name + ".meta.json")
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     if meta.get("fingerprint") == key and meta.get("complete"):
@@ -354,8 +381,7 @@ def build_sequence_kd(teacher_dir: Path, texts: list[str], out_file: Path, *,
             batch = prompts[start:start + batch_size]
             continuations = greedy_continuations(model, [p for _, p in batch], max_new_tokens, pad_id)
             for (text_index, prompt), continuation in zip(batch, continuations):
-                prompt_text = tokenizer.decode(prompt, skip_special_tokens=True)
-                new_text = tokenizer.decode(continuation, skip_special_tokens=True)
+                prompt_text, new_text = split_decoded(tokenizer, prompt, continuation)
                 out.write(json.dumps({"text_index": text_index, "prompt": prompt_text,
                                       "continuation": new_text, "text": prompt_text + new_text},
                                      ensure_ascii=False) + "\n")

@@ -20,6 +20,11 @@ one, tight when k = V (no tail) or when the two tails are proportional. (Renorma
 top-k instead would leave whatever mass the student puts outside them unpenalised.)
 Because the fp16 cached values may add up to slightly more than 1, the teacher's tail mass is
 floored at `TAIL_FLOOR` and its k + 1 buckets renormalised.
+
+A vocabulary-trimmed student (`edgekd.pruning.trim_vocabulary`) reads the cached teacher ids
+through `teacher_to_student` (`lm_cache.TopKShardDataset(vocab_map=...)`); a teacher token the
+student dropped becomes id -1. Such a slot is no bucket of its own: its teacher probability is
+counted in the tail (1 - the kept top-k mass), and the student has no such token to score.
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ TAIL_FLOOR = 1e-6     # least teacher tail mass: fp16 log-probs can sum to a hai
 class SparseTeacher:
     """The teacher's top-k next-token log-probabilities at every position.
 
-    `indices` [B, L, k] token ids; `log_probs` [B, L, k] log softmax(z_t / temperature) of those
-    tokens over the full vocabulary. `temperature` is the one they were computed at: a loss
-    must use the same one (the tail cannot be re-tempered without the other logits).
+    `indices` [B, L, k] student token ids, -1 for a teacher token the student's vocabulary
+    lacks (its probability then counts in the tail bucket); `log_probs` [B, L, k] log
+    softmax(z_t / temperature) of those tokens over the teacher's full vocabulary.
+    `temperature` is the one they were computed at: a loss must use the same one (the tail
+    cannot be re-tempered without the other logits).
     """
     indices: torch.Tensor
     log_probs: torch.Tensor
@@ -61,17 +68,26 @@ def paired_log_probs(student_logits: torch.Tensor, teacher, temperature: float =
     """(log p_teacher, log q_student) [B, L, S] on a shared support of S outcomes: the full
     vocabulary for dense teacher logits, the k top tokens (+ the tail bucket when k < V) for a
     `SparseTeacher`. The teacher side carries no gradient."""
-    log_q_full = F.log_softmax(student_logits.float() / temperature, dim=-1)
     if isinstance(teacher, SparseTeacher):
-        return _sparse_pair(student_logits, log_q_full, teacher, temperature)
+        return _sparse_pair(student_logits, teacher, temperature)
     if teacher.shape != student_logits.shape:
         raise EdgekdError(f"teacher logits {tuple(teacher.shape)} do not match the student's "
                           f"{tuple(student_logits.shape)} (same tokenizer and vocabulary needed)")
-    log_p = F.log_softmax(teacher.detach().float() / temperature, dim=-1)
-    return log_p, log_q_full
+    log_q = F.log_softmax(_tempered(student_logits, temperature), dim=-1)
+    log_p = F.log_softmax(_tempered(teacher.detach(), temperature), dim=-1)
+    return log_p, log_q
 
 
-def _sparse_pair(student_logits, log_q_full, teacher: SparseTeacher, temperature: float):
+def _tempered(logits: torch.Tensor, temperature: float, copy: bool = False) -> torch.Tensor:
+    """logits / T in float32, as one [B, L, V] allocation at most (none for float32 logits at
+    T = 1 unless `copy`): the vocabulary axis makes every full copy expensive."""
+    scaled = logits.to(torch.float32, copy=copy)
+    if temperature != 1.0:
+        scaled = scaled.div_(temperature) if scaled is not logits else scaled / temperature
+    return scaled
+
+
+def _sparse_pair(student_logits, teacher: SparseTeacher, temperature: float):
     if abs(teacher.temperature - temperature) > 1e-9:
         raise EdgekdError(f"the cached teacher log-probs are at temperature {teacher.temperature}, "
                           f"the loss asks for {temperature}: rebuild the cache at that temperature")
@@ -79,18 +95,33 @@ def _sparse_pair(student_logits, log_q_full, teacher: SparseTeacher, temperature
     index = teacher.indices.long()
     if int(index.max()) >= vocab:
         raise EdgekdError(f"teacher token id {int(index.max())} is outside the student's "
-                          f"vocabulary of {vocab}")
-    log_p = teacher.log_probs.detach().float()
-    log_q = log_q_full.gather(-1, index)
+                          f"vocabulary of {vocab} (a vocabulary-trimmed student needs vocab_map)")
+    kept = index >= 0
+    some_dropped = not bool(kept.all())
+    if some_dropped and k >= vocab:
+        raise EdgekdError(f"top-k of {k} leaves no tail in the student's vocabulary of {vocab}: "
+                          "rebuild the cache with a smaller k")
+    # The most negative float, not -inf, for "no mass": gradients and differences stay finite.
+    lowest = torch.finfo(torch.float32).min
+    if some_dropped:
+        # A dropped slot points at a kept token of its position (token 0 if none), so gather and
+        # scatter stay in range and mask nothing extra; its values are replaced below.
+        fallback = index.masked_fill(~kept, -1).amax(-1, keepdim=True).clamp_min(0)
+        index = torch.where(kept, index, fallback)
+    log_p = teacher.log_probs.detach().float().masked_fill(~kept, lowest)
+    # gathered from the logits, not from `scaled` (gather saves its input, which is masked below)
+    top = _tempered(student_logits.gather(-1, index), temperature).masked_fill(~kept, lowest)
     if k < vocab:
-        # Student tail: the softmax mass off the top-k, as a log-sum-exp over the other logits
-        # (the top-k set to the most negative float, not -inf, so the backward stays finite).
-        scaled = student_logits.float() / temperature
-        off_topk = scaled.scatter(-1, index, torch.finfo(scaled.dtype).min)
-        log_q_tail = torch.logsumexp(off_topk, -1) - torch.logsumexp(scaled, -1)
+        # Student tail: the softmax mass off the kept top-k, a log-sum-exp over the other logits
+        # (exact gradient), masked in place in the one [B, L, V] copy this function makes.
+        scaled = _tempered(student_logits, temperature, copy=True)
+        off_top = torch.logsumexp(scaled.scatter_(-1, index, lowest), -1)
+        log_z = torch.logaddexp(off_top, torch.logsumexp(top, -1))
+        log_q = torch.cat([top - log_z.unsqueeze(-1), (off_top - log_z).unsqueeze(-1)], dim=-1)
         p_tail = (1.0 - log_p.exp().sum(-1)).clamp_min(TAIL_FLOOR)
         log_p = torch.cat([log_p, p_tail.log().unsqueeze(-1)], dim=-1)
-        log_q = torch.cat([log_q, log_q_tail.unsqueeze(-1)], dim=-1)
+    else:
+        log_q = top - torch.logsumexp(_tempered(student_logits, temperature), -1, keepdim=True)
     # fp16 rounding: make the teacher's buckets sum to exactly 1
     return torch.log_softmax(log_p, dim=-1), log_q
 

@@ -77,7 +77,7 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
         started = time.perf_counter()
         index = build_topk_cache(teacher_dir, texts, run_dir / CACHE_DIR, k=d.top_k,
                                  seq_len=recipe.data.max_length, temperature=d.temperature,
-                                 student_to_teacher=vocab_map, progress="teacher predictions")
+                                 progress="teacher predictions")
         log(f"teacher predictions: top-{d.top_k} on {index['sequences']} chunks "
             f"({sum(s['tokens'] for s in index['shards']):,} tokens) in {time.perf_counter() - started:.0f}s")
     reverse = teacher_to_student(vocab_map, teacher_vocab_size(teacher_dir)) if vocab_map is not None else None

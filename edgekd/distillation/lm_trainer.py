@@ -10,36 +10,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from edgekd.errors import EdgekdError
 from edgekd.recipe import DistillConfig
 
 
 class CachedTopKDataset(torch.utils.data.Dataset):
     """The sequences of a finished top-k cache (`lm_cache.build_topk_cache`) as a map-style
-    dataset (so the Trainer's samplers shard and shuffle it per process), with the token ids
-    moved to the student's ids through `teacher_to_student` for a trimmed student.
+    dataset (so the Trainer's samplers shard and shuffle it per process). `vocab_map`
+    (teacher_to_student) gives a trimmed student its own ids (`lm_cache.TopKShardDataset`).
 
     All shards are read into memory: fine for a corpus of a few hundred thousand tokens; a
     corpus larger than memory would use `lm_cache.TopKShardDataset` (streaming) instead."""
 
-    def __init__(self, cache_dir: Path, teacher_to_student=None):
+    def __init__(self, cache_dir: Path, vocab_map=None):
         from edgekd.distillation.lm_cache import TopKShardDataset
 
-        stream = TopKShardDataset(cache_dir)
+        stream = TopKShardDataset(cache_dir, vocab_map=vocab_map)
         self.temperature = stream.temperature
         self.rows = list(stream)
-        if teacher_to_student is not None:
-            reverse = torch.as_tensor(np.asarray(teacher_to_student), dtype=torch.long)
-            for row in self.rows:
-                ids = reverse[row["input_ids"]]
-                if bool((ids < 0).any()):
-                    raise EdgekdError("the training text uses a token the trimmed student "
-                                      "vocabulary dropped; trim on the same texts")
-                row["input_ids"] = ids
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -104,6 +104,7 @@ def activation_importance(model, batches) -> Importance:
         return lambda module, inputs, output: mean.add(output.abs(), state["mask"])
 
     handles = []
+    was_training = model.training
     try:
         for layer, module in _modules(model, layout.attention_output):
             heads[layer] = _Mean()
@@ -114,7 +115,6 @@ def activation_importance(model, batches) -> Importance:
         for _, module in _modules(model, layout.norms):
             norms.append(_Mean())
             handles.append(module.register_forward_hook(norm_hook(norms[-1])))
-        was_training = model.training
         model.eval()
         accepted = inspect.signature(model.forward).parameters
         device = next(model.parameters()).device
@@ -124,8 +124,8 @@ def activation_importance(model, batches) -> Importance:
                 inputs = {key: value.to(device) for key, value in batch.items() if key in accepted}
                 state["mask"] = inputs.get("attention_mask")
                 model(**inputs)
+    finally:  # a failing batch must not leave the caller's model in eval mode or hooked
         model.train(was_training)
-    finally:
         for handle in handles:
             handle.remove()
     if not norms or not norms[0].tokens:

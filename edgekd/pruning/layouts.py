@@ -37,6 +37,8 @@ class Layout:
     ffn_output: str  # module whose *input* is the FFN neurons (the down projection)
     norms: str  # modules whose *output* is the hidden channels (LayerNorm / RMSNorm)
     rules: tuple[tuple[str, tuple[str | None, ...]], ...]
+    # False: the config must describe every head without `pruned_heads` (heads * head_dim == hidden)
+    allows_pruned_heads: bool = True
 
     def roles(self, name: str) -> tuple[tuple[str | None, ...], int | None]:
         """The role of each axis of parameter `name`, and its layer index (None outside layers)."""
@@ -174,6 +176,8 @@ GPT2 = Layout(
         (r"(^|\.)lm_head\.weight$", ("vocab", "hidden")),
         *_LABEL_HEADS,
     ),
+    # optimum's KV-cache export sizes the cache from config.n_head and ignores pruned_heads
+    allows_pruned_heads=False,
 )
 
 LAYOUTS = {"bert": BERT, "roberta": BERT, "xlm-roberta": BERT, "distilbert": DISTILBERT,

@@ -103,6 +103,12 @@ def _remap_token_ids(config, reverse) -> None:
             setattr(config, key, student_id(key, value))
 
 
+def embedding_rows(model) -> int:
+    """The model's token-embedding rows: its real vocabulary, which may exceed len(tokenizer)
+    (Qwen2 pads 151,665 tokens to 151,936 rows); teacher logits and ids live in this range."""
+    return axis_sizes(model.state_dict(), layout_for(model))["vocab"]
+
+
 def trim_embeddings(model, student_to_teacher):
     """A copy of `model` whose vocabulary is the teacher ids `student_to_teacher`, in that order:
     embedding rows, LM head rows and bias cut, `vocab_size` and token ids rewritten."""
@@ -111,7 +117,7 @@ def trim_embeddings(model, student_to_teacher):
 
     layout = layout_for(model)
     state = model.state_dict()
-    rows = axis_sizes(state, layout)["vocab"]
+    rows = embedding_rows(model)
     index = np.asarray(student_to_teacher, dtype=np.int64)
     if index.size == 0 or index.min() < 0 or index.max() >= rows:
         raise EdgekdError(f"token ids to keep must lie in the model's {rows} embedding rows")
@@ -138,7 +144,8 @@ def trim_vocabulary(model, tokenizer, texts, *, budget: int | None = None) -> Vo
     student_tokenizer, student_to_teacher = trim_tokenizer(
         tokenizer, texts, budget=budget, keep_ids=_configured_ids(model))
     student = trim_embeddings(model, student_to_teacher)
-    reverse = teacher_to_student(student_to_teacher, max(len(tokenizer), int(student_to_teacher[-1]) + 1))
+    # one entry per teacher logit (embedding row), not per tokenizer entry: padding rows map to -1
+    reverse = teacher_to_student(student_to_teacher, embedding_rows(model))
     return VocabTrim(model=student, tokenizer=student_tokenizer,
                      student_to_teacher=student_to_teacher, teacher_to_student=reverse)
 

@@ -11,9 +11,10 @@ in Minitron's width pruning). What is kept, per dimension:
   whole KV groups are kept: a KV head together with the query heads that read it.
 - ffn: whole neurons (the rows of the up/gate projections and columns of the down projection).
 
-Families whose head size is `hidden / heads` (BERT, RoBERTa, DistilBERT, GPT-2) record the
-dropped heads in `config.pruned_heads`, which transformers replays when it builds the model, so
-the head count can be smaller than `hidden / head_dim`.
+Families whose head size is `hidden / heads` (BERT, RoBERTa, DistilBERT) record the dropped
+heads in `config.pruned_heads`, which transformers replays when it builds the model, so the head
+count can be smaller than `hidden / head_dim`. GPT-2 cannot (optimum's KV-cache export sizes the
+cache from `n_head`): there `hidden` must be exactly `heads * head_dim`.
 """
 
 from __future__ import annotations
@@ -46,20 +47,22 @@ class PruneSpec:
 
     def sizes(self, model) -> dict[str, int]:
         """The absolute sizes these ratios give for `model`, rounded to what it can hold:
-        hidden to a whole number of heads where head size is hidden/heads, heads to whole KV
-        groups under grouped-query attention."""
+        hidden to a whole number of heads where head size is hidden/heads (and heads down to
+        what that hidden holds), heads to whole KV groups under grouped-query attention."""
         layout = layout_for(model)
         config = model.config
         shape = _current_shape(model, layout)
         head_dim = layout.head_dim(config)
-        hidden = round(self.hidden * shape.hidden)
+        hidden = max(round(self.hidden * shape.hidden), 1)
         if layout.derived_head_dim:
-            hidden = round(self.hidden * shape.hidden / head_dim) * head_dim
+            hidden = max(round(self.hidden * shape.hidden / head_dim), 1) * head_dim
         heads = round(self.heads * shape.heads)
         if shape.group > 1:
             heads = round(self.heads * shape.heads / shape.group) * shape.group
-        return {"hidden": max(hidden, 1), "heads": max(heads, shape.group),
-                "ffn": max(round(self.ffn * shape.ffn), 1)}
+        heads = max(heads, shape.group)
+        if layout.derived_head_dim:  # the pruned hidden must still hold the kept heads
+            heads = min(heads, hidden // head_dim)
+        return {"hidden": hidden, "heads": heads, "ffn": max(round(self.ffn * shape.ffn), 1)}
 
     def apply(self, model, importance=None):
         """`prune_width(model, **self.sizes(model), importance=importance)`."""
@@ -149,6 +152,10 @@ def prune_width(model, *, hidden: int | None = None, heads: int | None = None,
     if layout.derived_head_dim and (hidden % head_dim or heads * head_dim > hidden):
         raise EdgekdError(f"{layout.family} derives head size from hidden/heads: hidden={hidden} "
                           f"must be a multiple of the head size {head_dim} and hold heads={heads}")
+    if not layout.allows_pruned_heads and heads * head_dim != hidden:
+        raise EdgekdError(f"{layout.family} needs hidden = heads x head size {head_dim}, got "
+                          f"hidden={hidden}, heads={heads}: prune hidden with the heads "
+                          f"(hidden={heads * head_dim}), since its KV-cache export reads n_head")
 
     scores = importance
     if scores is not None:

@@ -73,6 +73,24 @@ def _failed_export_entry(export: dict[str, Any]) -> dict[str, Any]:
                              size_bytes=export.get("size_bytes")).to_dict()
 
 
+def _fill_operations(entries: list[dict[str, Any]], run_dir: Path) -> None:
+    """Each measured entry's GFLOP per inference (batch x seq_len), from its role's config
+    (every artifact of a role is that model), and the rate its p50 achieves."""
+    from edgekd.tasks import get_task
+
+    task = get_task(_recipe(run_dir).get("task"))
+    configs = {role: _read(run_dir / role / "config.json") for role in ("teacher", "student")
+               if (run_dir / role / "config.json").is_file()}
+    for entry in entries:
+        config = configs.get(entry.get("role"))
+        if config is None or not entry.get("seq_len") or entry.get("status") != "ok":
+            continue
+        gflop = task.operations(config, int(entry["seq_len"]), int(entry.get("batch_size") or 1))
+        p50 = (entry.get("latency_ms") or {}).get("p50")
+        entry["gflop"] = gflop
+        entry["gflop_per_s"] = gflop / (p50 / 1000) if gflop and p50 else None
+
+
 def _sort_key(entry: dict[str, Any]) -> tuple:
     return (ROLE_ORDER.get(entry.get("role"), 2), FORMAT_ORDER.get(entry.get("format"), 9),
             PRECISION_ORDER.get(entry.get("precision"), 9), str(entry.get("target")),
@@ -105,6 +123,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
             entry["parity"] = export["parity"]
         if not entry.get("size_bytes") and export and export.get("size_bytes"):
             entry["size_bytes"] = export["size_bytes"]
+    _fill_operations(entries, run_dir)
     benched = {e.get("name") for e in entries}
     entries += [_failed_export_entry(x) for x in exports.values()
                 if x.get("status") == "failed" and x.get("name") not in benched]

@@ -44,9 +44,13 @@ def _svg_open(width: int, height: int, label: str, cls: str) -> str:
 
 
 def scatter(points: list[dict], front: list[int], title: str, width: int = 820,
-            height: int = 420) -> str:
-    """Accuracy (%, y) against p50 latency (ms, x), one dot per artifact. `points` hold x, y,
-    label, fmt and teacher (bool); `front` indexes the Pareto-optimal points, joined by a line."""
+            height: int = 420, x_label: str = "p50 latency", x_unit: str = "ms",
+            x_hint: str = "left is faster") -> str:
+    """Accuracy (%, y) against p50 latency (ms, x) — or another cost `x_label` in `x_unit` —
+    one dot per artifact. `points` hold x, y, label, fmt and teacher (bool); `front` indexes the
+    Pareto-optimal points, joined by a line. Only the teacher and the points on the front get a
+    text label (artifacts often share an accuracy, and their labels would pile up); every dot
+    has a hover title."""
     left, right, top, bottom = 60, 150, 30, 50
     xs, ys = [p["x"] for p in points], [p["y"] for p in points]
     log_x = min(xs) > 0 and max(xs) / min(xs) > 20  # wide latency ranges read better on a log axis
@@ -78,8 +82,9 @@ def scatter(points: list[dict], front: list[int], title: str, width: int = 820,
         y = py(t)
         out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}" stroke="#e5e7eb"/>'
                    f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt_tick(t)}</text>')
-    out.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">p50 latency (ms'
-               f'{", log scale" if log_x else ""}) — left is faster</text>'
+    out.append(f'<text x="{left + pw / 2}" y="{height - 10}" text-anchor="middle">'
+               f'{escape(x_label)} ({escape(x_unit)}{", log scale" if log_x else ""}) — '
+               f'{escape(x_hint)}</text>'
                f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
                f'accuracy (%)</text>')
     if len(front) > 1:
@@ -90,7 +95,7 @@ def scatter(points: list[dict], front: list[int], title: str, width: int = 820,
     for i in sorted(range(len(points)), key=lambda k: (not points[k].get("teacher"), -points[k]["y"])):
         p = points[i]
         x, y = px(p["x"]), py(p["y"])
-        tip = escape(f"{p['label']}: {p['y']:.2f}% at {p['x']:.3g} ms")
+        tip = escape(f"{p['label']}: {p['y']:.2f}% at {p['x']:.3g} {x_unit}")
         cls = "point teacher" if p.get("teacher") else "point"
         if i in front:
             cls += " on-front"
@@ -98,6 +103,8 @@ def scatter(points: list[dict], front: list[int], title: str, width: int = 820,
         ring = ' stroke="#111827" stroke-width="2.5"' if p.get("teacher") else ' stroke="#fff"'
         out.append(f'<circle class="{cls}" cx="{x:.1f}" cy="{y:.1f}" r="{radius}" '
                    f'fill="{color_for(p.get("fmt"))}"{ring}><title>{tip}</title></circle>')
+        if i not in front and not p.get("teacher"):
+            continue  # the hover title names it
         name = p["label"] + (" ★ teacher" if p.get("teacher") else "")
         lx, ly, anchor = _place_label(x, y + 4, len(name) * 6.3, left + pw, placed)
         out.append(f'<text class="point-label" x="{lx:.1f}" y="{ly:.1f}" font-size="11" '

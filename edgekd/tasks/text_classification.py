@@ -172,6 +172,32 @@ def label_ids(config, names: list[str]) -> list[int]:
     return list(range(len(names)))
 
 
+def operations(config: dict, seq_len: int, batch_size: int = 1) -> float | None:
+    """Floating-point operations of one inference, in GFLOP (2 per multiply-add), from the
+    model's config.json: per encoder layer the Q/K/V and output projections (4·L·h·a with a the
+    attention width heads × head size), the attention scores and their weighted sum (2·L²·a)
+    and the feed-forward block (2·L·h·f), plus pooler and classifier. Embedding lookups, norms
+    and softmax are left out (memory-bound, no multiply-adds to speak of). None for a config
+    this formula does not describe."""
+    hidden = config.get("hidden_size") or config.get("dim")
+    layers = config.get("num_hidden_layers") or config.get("n_layers")
+    heads = config.get("num_attention_heads") or config.get("n_heads")
+    ffn = config.get("intermediate_size") or config.get("hidden_dim")
+    if not (hidden and layers and heads and ffn):
+        return None
+    head_size = hidden // heads
+    pruned = config.get("pruned_heads") or {}
+    length = seq_len
+    macs = 0
+    for layer in range(layers):
+        attention = (heads - len(pruned.get(str(layer), pruned.get(layer, [])))) * head_size
+        macs += length * (3 * hidden * attention + attention * hidden + 2 * hidden * ffn)
+        macs += 2 * length * length * attention
+    labels = len(config.get("id2label") or {}) or 2
+    macs += hidden * hidden + hidden * labels
+    return 2 * macs * batch_size / 1e9
+
+
 def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
                      seed: int = 0) -> dict[str, np.ndarray]:
     """Token inputs without task data: random ids from the tokenizer's vocabulary (special tokens
@@ -190,7 +216,7 @@ def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         pad = tokenizer.pad_token_id or 0
         names = tokenizer.model_input_names
-    except (OSError, ValueError):  # a model folder saved without its tokenizer
+    except (OSError, ValueError, TypeError, KeyError):  # a model folder saved without its tokenizer
         vocab, special, cls, sep, pad = config.vocab_size, set(), None, None, 0
         names = list(INPUT_NAMES)
     rng = np.random.default_rng(seed)

@@ -10,8 +10,10 @@ import torch
 
 from edgekd.distillation import lm_cache
 from edgekd.distillation.lm_cache import (TopKShardDataset, build_sequence_kd, build_topk_cache,
-                                          collate_topk, read_sequence_kd)
-from edgekd.distillation.lm_losses import lm_distill_loss
+                                          collate_topk, read_sequence_kd, split_decoded,
+                                          tokenizer_hash)
+from edgekd.distillation.lm_losses import SparseTeacher, forward_kl, lm_distill_loss
+from edgekd.errors import EdgekdError
 
 WORDS = ("the cat sat on a mat while dogs ran far away from big red cars and small birds sang "
          "songs about rivers, hills, café crème, naïve rôles").split()
@@ -177,6 +179,7 @@ def test_collated_cache_feeds_the_loss_and_aligns_positions(teacher_dir, tmp_pat
     dataset = TopKShardDataset(tmp_path)
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=collate_topk)
     batch = next(iter(loader))
+    assert batch["teacher"].temperature == 1.0
     assert batch["labels"][batch["attention_mask"] == 0].eq(-100).all()
     # The teacher as its own student: the KD term is ~0 only if positions line up.
     model = AutoModelForCausalLM.from_pretrained(teacher_dir)
@@ -207,7 +210,8 @@ def test_sequence_kd_is_the_teachers_greedy_text_and_resumes(teacher_dir, tmp_pa
         prompt = tokenizer(texts[row["text_index"]])["input_ids"][:4]
         alone = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
                                do_sample=False, max_new_tokens=5, pad_token_id=tokenizer.eos_token_id)
-        assert row["continuation"] == tokenizer.decode(alone[0, 4:], skip_special_tokens=True)
+        # the whole sequence decoded at once, cut where the prompt ends
+        assert row["text"] == tokenizer.decode(alone[0], skip_special_tokens=True)
         assert row["text"] == row["prompt"] + row["continuation"]
         assert texts[row["text_index"]].startswith(row["prompt"])
     assert read_sequence_kd(out) == [row["text"] for row in rows]
@@ -238,3 +242,108 @@ def test_bad_settings_are_one_line_errors(teacher_dir, tmp_path):
         build_topk_cache(teacher_dir, _texts(2), tmp_path, k=10_000)
     with pytest.raises(EdgekdError, match="no finished top-k cache"):
         TopKShardDataset(tmp_path / "nothing")
+
+
+def test_a_cache_built_at_t2_collates_as_t2(teacher_dir, tmp_path):
+    build_topk_cache(teacher_dir, _texts(5), tmp_path / "t2", **SETTINGS, temperature=2.0)
+    rows = list(TopKShardDataset(tmp_path / "t2"))
+    batch = collate_topk(rows[:3])
+    assert batch["teacher"].temperature == 2.0
+    logits = torch.randn(*batch["input_ids"].shape, 320)
+    assert lm_distill_loss(logits, batch["teacher"], batch["labels"], temperature=2.0).item() > 0
+    with pytest.raises(EdgekdError, match="temperature 2.0"):
+        lm_distill_loss(logits, batch["teacher"], batch["labels"], temperature=1.0)
+    build_topk_cache(teacher_dir, _texts(5), tmp_path / "t1", **SETTINGS)
+    with pytest.raises(EdgekdError, match="mixes"):
+        collate_topk(rows[:1] + list(TopKShardDataset(tmp_path / "t1"))[:1])
+
+
+def test_index_records_the_teachers_vocabulary_and_old_indexes_are_redone(teacher_dir, tmp_path):
+    from transformers import AutoConfig, AutoTokenizer
+
+    index = build_topk_cache(teacher_dir, _texts(5), tmp_path, **SETTINGS)
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    assert index["teacher_vocab_size"] == AutoConfig.from_pretrained(teacher_dir).vocab_size == 320
+    assert index["tokenizer_hash"] == tokenizer_hash(tokenizer)
+    other = _tokenizer()
+    other.add_tokens(["<extra>"])
+    assert tokenizer_hash(other) != index["tokenizer_hash"]
+    # An index written before these fields: rebuilt from the shards, the teacher is not run.
+    old = {key: value for key, value in index.items() if key not in ("teacher_vocab_size", "tokenizer_hash")}
+    (tmp_path / "index.json").write_text(json.dumps(old))
+    with pytest.raises(EdgekdError, match="rerun build_topk_cache"):
+        TopKShardDataset(tmp_path, vocab_map=list(range(320)))
+    with ForwardCounter() as rerun:
+        assert build_topk_cache(teacher_dir, _texts(5), tmp_path, **SETTINGS) == index
+    assert rerun.calls == 0
+
+
+def test_a_vocabulary_trimmed_student_reads_the_cache_through_vocab_map(teacher_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from edgekd.pruning import trim_vocabulary
+
+    texts = _texts(6, seed=8)
+    build_topk_cache(teacher_dir, texts, tmp_path, **SETTINGS)
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
+    trim = trim_vocabulary(teacher, AutoTokenizer.from_pretrained(teacher_dir), texts)
+    plain = list(TopKShardDataset(tmp_path))
+    mapped = list(TopKShardDataset(tmp_path, vocab_map=trim.teacher_to_student))
+    vocab, to_student = len(trim.student_to_teacher), torch.as_tensor(trim.teacher_to_student)
+    for text, before, after in zip(texts, plain, mapped):
+        # input ids are now the student tokenizer's own; teacher ids are student ids or -1
+        student_ids = trim.tokenizer(text, truncation=True, max_length=12)["input_ids"]
+        assert after["input_ids"].tolist() == student_ids
+        assert torch.equal(after["teacher_indices"], to_student[before["teacher_indices"]])
+        assert torch.equal(after["teacher_log_probs"], before["teacher_log_probs"])
+    indices = torch.cat([row["teacher_indices"] for row in mapped])
+    assert (indices == -1).any() and (indices >= 0).any() and int(indices.max()) < vocab
+    # The loss equals the hand-built buckets: kept top-k tokens + a tail holding the dropped ones.
+    row, student = mapped[0], trim.model.eval()
+    with torch.no_grad():
+        logits = student(row["input_ids"][None]).logits
+        full = torch.log_softmax(teacher(plain[0]["input_ids"][None]).logits[0].double(), -1)
+    q = torch.softmax(logits[0].double(), -1)
+    expected = []
+    for t in range(len(row["input_ids"])):
+        kept = row["teacher_indices"][t] >= 0
+        p_top = full[t, plain[0]["teacher_indices"][t][kept]].exp()
+        q_top = q[t, row["teacher_indices"][t][kept]]
+        p_b, q_b = torch.cat([p_top, 1 - p_top.sum(0, True)]), torch.cat([q_top, 1 - q_top.sum(0, True)])
+        expected.append((p_b * (p_b / q_b).log()).sum())
+    sparse = SparseTeacher(row["teacher_indices"][None], row["teacher_log_probs"][None])
+    got = forward_kl(logits, sparse, torch.ones(1, len(row["input_ids"]), dtype=torch.bool))
+    assert got.item() == pytest.approx(torch.stack(expected).mean().item(), rel=2e-2)
+    with pytest.raises(EdgekdError, match="vocab_map must give"):
+        TopKShardDataset(tmp_path, vocab_map=trim.teacher_to_student[:-1])
+    # Trimmed on other texts: a cached input token the student lacks is a clear error.
+    narrow = trim_vocabulary(teacher, AutoTokenizer.from_pretrained(teacher_dir), ["the cat"])
+    with pytest.raises(EdgekdError, match="dropped"):
+        list(TopKShardDataset(tmp_path, vocab_map=narrow.teacher_to_student))
+
+
+def _metaspace_tokenizer():
+    """A SentencePiece-style tokenizer: words carry their leading space as "▁"."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"])
+    backend.train_from_iterator(_texts(200, seed=2), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+
+
+def test_split_decoded_keeps_the_space_and_the_characters_at_the_boundary():
+    tokenizer = _metaspace_tokenizer()
+    ids = tokenizer("the cat sat on a mat")["input_ids"]
+    first_word = len(tokenizer("the")["input_ids"])
+    assert tokenizer.decode(ids[first_word:]) == "cat sat on a mat"      # the space is lost alone
+    assert split_decoded(tokenizer, ids[:first_word], ids[first_word:]) == ("the", " cat sat on a mat")
+    # Byte-level BPE: "é" is bytes C3 A9 ("Ã" "©"); the prompt ends between the two.
+    byte_level = _tokenizer()
+    prompt = byte_level.convert_tokens_to_ids(["c", "a", "f", "Ã"])
+    continuation = byte_level.convert_tokens_to_ids(["©", "Ġ", "o", "k"])
+    assert split_decoded(byte_level, prompt, continuation) == ("caf", "é ok")
+    assert split_decoded(byte_level, prompt[:3], continuation[1:]) == ("caf", " ok")

@@ -197,3 +197,72 @@ def test_mistakes_are_one_line_errors():
         forward_kl(s, _top_k(t, k=2, temperature=1.0), ALL_ONE, temperature=2.0)
     with pytest.raises(EdgekdError, match="vocabulary"):
         forward_kl(s, torch.zeros(1, 1, 5), ALL_ONE)
+
+
+# A vocabulary-trimmed student: teacher tokens 1 and 4 are dropped, the others renumbered.
+TEACHER_TO_STUDENT = torch.tensor([0, -1, 1, 2, -1, 3])
+
+
+def _student_ids(sparse):
+    """The cached teacher ids read through TEACHER_TO_STUDENT (what TopKShardDataset's vocab_map does)."""
+    return SparseTeacher(TEACHER_TO_STUDENT[sparse.indices.long()], sparse.log_probs, sparse.temperature)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_dropped_teacher_tokens_count_in_the_tail_by_hand(temperature):
+    # Teacher top-3 = teacher tokens 0, 1, 2; token 1 is dropped, so the buckets are student
+    # tokens 0 (teacher 0) and 1 (teacher 2), plus a tail holding teacher 1, 3, 4, 5.
+    teacher, student = [3.0, 2.5, 1.0, 0.0, -1.0, -0.5], [0.2, 1.0, -0.5, 0.7]
+    p, q = _softmax(teacher, temperature), _softmax(student, temperature)
+    p_buckets = [p[0], p[2], 1 - p[0] - p[2]]
+    q_buckets = [q[0], q[1], 1 - q[0] - q[1]]
+    sparse = _student_ids(_top_k(_one_position(teacher), k=3, temperature=temperature))
+    assert sorted(sparse.indices.flatten().tolist()) == [-1, 0, 1]
+    t2 = temperature ** 2
+    got = forward_kl(_one_position(student), sparse, ALL_ONE, temperature=temperature).item()
+    assert got == pytest.approx(t2 * _kl(p_buckets, q_buckets), rel=1e-5)
+    got = reverse_kl(_one_position(student), sparse, ALL_ONE, temperature=temperature).item()
+    assert got == pytest.approx(t2 * _kl(q_buckets, p_buckets), rel=1e-5)
+    m = _mix(p_buckets, q_buckets, 0.3)
+    got = jensen_shannon(_one_position(student), sparse, ALL_ONE, beta=0.3, temperature=temperature)
+    assert got.item() == pytest.approx(t2 * (0.3 * _kl(p_buckets, m) + 0.7 * _kl(q_buckets, m)), rel=1e-5)
+    # Read without the map, teacher id 5 would be outside the 4-token student: a clear error.
+    with pytest.raises(EdgekdError, match="vocab_map"):
+        forward_kl(_one_position(student), _top_k(_one_position(teacher), k=6), ALL_ONE)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_dropped_tokens_keep_the_loss_and_gradient_finite(loss):
+    torch.manual_seed(3)
+    student = torch.randn(2, 3, 4, requires_grad=True)
+    teacher_logits = torch.randn(2, 3, 6) * 2
+    teacher_logits[0, 1, [1, 4]] = 20.0     # a position whose top-2 are both dropped tokens
+    sparse = _student_ids(_top_k(teacher_logits, k=2))
+    assert (sparse.indices[0, 1] == -1).all() and (sparse.indices >= 0).any()
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    value = loss(student, sparse, mask)
+    value.backward()
+    assert torch.isfinite(value) and value.item() > 1e-3
+    assert torch.isfinite(student.grad).all() and student.grad.abs().sum() > 1e-4
+    # The all-dropped position has only the tail bucket on both sides: nothing to match there.
+    alone = torch.zeros(2, 3, dtype=torch.bool)
+    alone[0, 1] = True
+    assert loss(student, sparse, alone).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_a_vocab_mapped_teacher_needs_a_tail_in_the_student():
+    sparse = _student_ids(_top_k(torch.randn(1, 1, 6), k=5))
+    with pytest.raises(EdgekdError, match="no tail"):
+        forward_kl(torch.randn(1, 1, 4), sparse, ALL_ONE)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_the_students_logits_are_never_changed_in_place(dtype, temperature):
+    """The sparse path masks the top-k in place in its own float32 copy, never in the input."""
+    torch.manual_seed(4)
+    logits = (torch.randn(2, 3, 9) * 3).to(dtype).requires_grad_(True)
+    before = logits.detach().clone()
+    for teacher in (_top_k(torch.randn(2, 3, 9), k=3, temperature=temperature), torch.randn(2, 3, 9)):
+        forward_kl(logits, teacher, torch.ones(2, 3, dtype=torch.bool), temperature=temperature).backward()
+        assert torch.equal(logits.detach(), before)

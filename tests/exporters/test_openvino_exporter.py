@@ -19,9 +19,9 @@ def element_types(xml) -> set[str]:
 
 def test_ir_is_an_xml_bin_pair_with_dynamic_shapes(exported):
     folder, record = exported("openvino", "fp32")
-    assert record["artifact"] == "model.xml" and (folder / "model.bin").is_file()
-    assert record["size_bytes"] >= (folder / "model.bin").stat().st_size
-    model = ov.Core().read_model(str(folder / "model.xml"))
+    assert record["artifact"] == "openvino_model.xml" and (folder / "openvino_model.bin").is_file()
+    assert record["size_bytes"] >= (folder / "openvino_model.bin").stat().st_size
+    model = ov.Core().read_model(str(folder / "openvino_model.xml"))
     assert [i.get_any_name() for i in model.inputs] == record["input_names"]
     for port in model.inputs:
         assert port.get_partial_shape().is_dynamic
@@ -29,16 +29,16 @@ def test_ir_is_an_xml_bin_pair_with_dynamic_shapes(exported):
 
 
 def test_fp16_and_int8_weights_are_stored_as_such(exported):
-    assert "f16" in element_types(exported("openvino", "fp16")[0] / "model.xml")
-    assert "f16" not in element_types(exported("openvino", "fp32")[0] / "model.xml")
-    assert {"u8", "i8"} & element_types(exported("openvino", "int8-dynamic")[0] / "model.xml")
-    static = ov.Core().read_model(str(exported("openvino", "int8-static")[0] / "model.xml"))
+    assert "f16" in element_types(exported("openvino", "fp16")[0] / "openvino_model.xml")
+    assert "f16" not in element_types(exported("openvino", "fp32")[0] / "openvino_model.xml")
+    assert {"u8", "i8"} & element_types(exported("openvino", "int8-dynamic")[0] / "openvino_model.xml")
+    static = ov.Core().read_model(str(exported("openvino", "int8-static")[0] / "openvino_model.xml"))
     assert any(op.get_type_name() == "FakeQuantize" for op in static.get_ops())
 
 
 def test_runs_any_batch_and_sequence_length(exported, task_inputs):
     folder, _ = exported("openvino", "fp32")
-    adapter, _ = runtimes.open_adapter(str(folder / "model.xml"), threads=1)
+    adapter, _ = runtimes.open_adapter(str(folder / "openvino_model.xml"), threads=1)
     for batch, seq in ((1, 32), (4, 12)):
         feeds = {k: v[:batch, :seq] for k, v in task_inputs[0].items()}
         out = adapter.output(adapter(adapter.prepare(feeds)))
@@ -57,7 +57,7 @@ def test_fp32_runs_in_f32_and_bf16_is_its_own_precision(exported):
     for precision in ("fp16", "int8-dynamic", "int8-static"):
         assert settings(precision, 1)["INFERENCE_PRECISION_HINT"] == "f32"
     assert settings("bf16", 1)["INFERENCE_PRECISION_HINT"] == "bf16"
-    adapter, used = runtimes.open_adapter(str(exported("openvino", "fp32")[0] / "model.xml"))
+    adapter, used = runtimes.open_adapter(str(exported("openvino", "fp32")[0] / "openvino_model.xml"))
     assert str(adapter.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("f32", "<Type: 'float32'>")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from tiny_pruning import family_model, random_batch, sentences
 
@@ -59,3 +60,12 @@ def test_importing_the_package_stays_light():
             "print(sorted(m for m in ('torch', 'transformers', 'tokenizers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_failing_batch_still_restores_training_mode_and_hooks():
+    model = family_model("gpt2").train()
+    bad = {"input_ids": torch.tensor([[1, 64]])}  # id 64 is outside the 64-token embedding
+    with pytest.raises(IndexError):
+        activation_importance(model, [random_batch(), bad])
+    assert model.training
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,16 @@ def test_no_text_is_a_user_error(wordpiece):
 def test_ids_outside_the_embedding_are_a_user_error():
     with pytest.raises(EdgekdError, match="embedding rows"):
         trim_embeddings(family_model("bert"), np.array([0, 1, 64]))
+
+
+def test_reverse_map_covers_every_embedding_row_beyond_the_tokenizer(byte_bpe, tmp_path):
+    """Qwen2-style padded vocabulary: more embedding rows (teacher logits) than tokenizer entries."""
+    rows = len(byte_bpe) + 37
+    teacher = family_model("llama", vocab_size=rows, bos_token_id=None, eos_token_id=None)
+    trim = trim_vocabulary(teacher, byte_bpe, CORPUS)
+    assert trim.teacher_to_student.shape == (rows,)
+    assert np.all(trim.teacher_to_student[len(byte_bpe):] == -1)  # padding rows are never kept
+    kept = trim.student_to_teacher
+    assert np.array_equal(trim.teacher_to_student[kept], np.arange(len(kept)))
+    trim.save(tmp_path)
+    assert json.loads((tmp_path / "vocab_map.json").read_text())["teacher_vocab_size"] == rows
