@@ -171,3 +171,13 @@ def test_two_cpu_processes_match_one(tmp_path):
     assert moved > 1e-3                        # training changed the weights...
     assert diff < 1e-3 * moved                 # ...and both runs changed them the same way
     assert m2["perplexity"] == pytest.approx(m1["perplexity"], rel=0.02)
+
+
+def test_edgekd_run_stops_after_distillation(finished_run, capsys):
+    from edgekd.cli import main
+
+    args, run_dir, _, _ = finished_run
+    assert main(["run", args.recipe, "--out", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "stopped after" in out and "perplexity" in out      # (rich wraps long lines)
+    assert not (run_dir / "export").exists() and not (run_dir / "report.json").exists()
