@@ -5,11 +5,11 @@
 - greedy agreement: token match rate of the greedy continuations (the first `new_tokens` new
   tokens) of held-out prompts against the teacher's.
 
-Everything is measured in the teacher's token ids. The teacher's per-position NLL, top-1 and
-greedy tokens are saved once (`reference.npz` in the teacher folder), so scoring a student
-never runs the teacher. A vocabulary-trimmed student reads the same ids through its map; a
-held-out chunk or prompt holding a token the student dropped is left out of its scores (and of
-the teacher's figure beside them, which is recomputed on the same chunks from the reference).
+Everything is measured on the teacher's held-out chunks and prompts. The teacher's
+per-position NLL, top-1, greedy tokens and the decoded texts are saved once (`reference.npz` in
+the teacher folder), so scoring a student never runs the teacher. A vocabulary-trimmed student
+reads a chunk in the same tokens when its vocabulary has them all, else as text through its own
+tokenizer (see `score_student`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def position_scores(model, chunks: list[list[int]], pad_id: int, batch_size: int
             for j, seq in enumerate(batch):
                 nll.append(token_nll[j, :len(seq) - 1].numpy())
                 top1.append(log_q[j, :len(seq) - 1].argmax(-1).numpy())
+    if not nll:
+        return np.zeros(0, np.float64), np.zeros(0, np.int64)
     return np.concatenate(nll).astype(np.float64), np.concatenate(top1).astype(np.int64)
 
 
@@ -81,6 +83,8 @@ def teacher_reference(model, tokenizer, chunks, prompts, folder: Path,
                            new_tokens, pad_id=pad)
     np.savez(Path(folder) / REFERENCE_FILE, chunk_ids=np.concatenate(chunks).astype(np.int64),
              chunk_offsets=np.cumsum([0] + [len(c) for c in chunks]),
+             chunk_texts=np.array([tokenizer.decode(c, skip_special_tokens=True) for c in chunks]),
+             prompt_texts=np.array([tokenizer.decode(p, skip_special_tokens=True) for p in prompts]),
              prompt_ids=prompt_ids, prompt_mask=prompt_mask, nll=nll, top1=top1, greedy=greedy)
     return {"perplexity": float(np.exp(nll.mean())), "next_token_agreement": 1.0,
             "greedy_agreement": 1.0, "eval_chunks": len(chunks), "eval_tokens": int(len(nll)),
@@ -92,43 +96,55 @@ def _split(flat: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
 
 
 def score_student(model, tokenizer, teacher_dir: Path, student_to_teacher=None) -> dict:
-    """The student's metrics against the teacher's saved reference (see module doc)."""
+    """The student's metrics against the teacher's saved reference (see module doc).
+
+    A chunk whose teacher tokens all exist in the student's vocabulary is read in the same
+    tokens (and counts for next-token agreement); any other chunk (a trimmed student meeting
+    tokens its training text never used) is read as text through the student's own tokenizer.
+    `perplexity` is exp(student NLL summed over the text / the teacher's token count), so it
+    compares with the teacher's directly whatever the tokenization; `perplexity_own_tokens`
+    divides by the student's own count. Prompts are handled the same way; greedy tokens are
+    compared in teacher ids."""
     ref = np.load(Path(teacher_dir) / REFERENCE_FILE)
     chunks = _split(ref["chunk_ids"], ref["chunk_offsets"])
-    reverse = None
-    if student_to_teacher is not None:
-        reverse = np.full(int(max(ref["chunk_ids"].max(), ref["prompt_ids"].max(),
-                                  np.max(student_to_teacher))) + 1, -1, np.int64)
-        reverse[np.asarray(student_to_teacher)] = np.arange(len(student_to_teacher))
+    to_student, to_teacher = _id_maps(student_to_teacher)
+    pad = pad_id_of(model, tokenizer)
+    same = [i for i, c in enumerate(chunks) if to_student(c) is not None]
+    other = [i for i in range(len(chunks)) if i not in set(same)]
+    nll_same, top1 = position_scores(model, [list(to_student(chunks[i])) for i in same], pad)
+    own = [tokenizer(str(ref["chunk_texts"][i]))["input_ids"] for i in other]
+    nll_other, _ = position_scores(model, [ids for ids in own if len(ids) >= 2], pad)
+    positions = _split(np.arange(len(ref["nll"])), np.cumsum([0] + [len(c) - 1 for c in chunks]))
+    at = np.concatenate([positions[i] for i in same]) if same else np.zeros(0, np.int64)
+    total = float(nll_same.sum() + nll_other.sum())
+    metrics = {"perplexity": float(np.exp(total / len(ref["nll"]))),
+               "perplexity_own_tokens": float(np.exp(total / max(1, len(nll_same) + len(nll_other)))),
+               "teacher_perplexity_same_chunks": float(np.exp(ref["nll"].mean())),
+               "next_token_agreement": float((to_teacher(top1) == ref["top1"][at]).mean()) if len(at) else None,
+               "eval_chunks": len(chunks), "eval_chunks_same_tokens": len(same),
+               "eval_tokens": int(len(ref["nll"]))}
+    prompts = []
+    for r in range(len(ref["prompt_ids"])):
+        mapped = to_student(ref["prompt_ids"][r][ref["prompt_mask"][r] == 1])
+        prompts.append(list(mapped) if mapped is not None else
+                       tokenizer(str(ref["prompt_texts"][r]))["input_ids"])
+    ids, mask = pad_batch(prompts, pad, left=True)
+    greedy = greedy_tokens(model, {"input_ids": ids, "attention_mask": mask}, ref["greedy"].shape[1],
+                           pad_id=pad)
+    metrics.update({"greedy_agreement": token_match_rate(ref["greedy"], to_teacher(greedy)),
+                    "eval_prompts": len(prompts), "greedy_new_tokens": int(ref["greedy"].shape[1])})
+    return metrics
+
+
+def _id_maps(student_to_teacher):
+    """(teacher ids -> student ids or None when one is missing, student ids -> teacher ids)."""
+    if student_to_teacher is None:
+        return (lambda ids: np.asarray(ids)), (lambda ids: ids)
+    forward = np.asarray(student_to_teacher, np.int64)
+    reverse = {int(t): s for s, t in enumerate(forward)}
 
     def to_student(ids):
-        if reverse is None:
-            return np.asarray(ids)
-        mapped = reverse[np.clip(ids, 0, len(reverse) - 1)]
-        return mapped if (mapped >= 0).all() and (ids < len(reverse)).all() else None
+        mapped = [reverse.get(int(t), -1) for t in ids]
+        return None if min(mapped, default=0) < 0 else np.asarray(mapped, np.int64)
 
-    to_teacher = (lambda ids: ids) if student_to_teacher is None else \
-        (lambda ids: np.asarray(student_to_teacher)[ids])
-    kept = [i for i, c in enumerate(chunks) if to_student(c) is not None]
-    positions = _split(np.arange(len(ref["nll"])), np.cumsum([0] + [len(c) - 1 for c in chunks]))
-    at = np.concatenate([positions[i] for i in kept]) if kept else np.zeros(0, np.int64)
-    pad = pad_id_of(model, tokenizer)
-    nll, top1 = position_scores(model, [list(to_student(chunks[i])) for i in kept], pad)
-    metrics = {"perplexity": float(np.exp(nll.mean())) if len(nll) else None,
-               "teacher_perplexity_same_chunks": float(np.exp(ref["nll"][at].mean())) if len(at) else None,
-               "next_token_agreement": float((to_teacher(top1) == ref["top1"][at]).mean()) if len(at) else None,
-               "eval_chunks": len(kept), "eval_tokens": int(len(nll))}
-    rows = [r for r in range(len(ref["prompt_ids"]))
-            if to_student(ref["prompt_ids"][r][ref["prompt_mask"][r] == 1]) is not None]
-    if rows:
-        prompts = {"input_ids": np.stack([to_student(ref["prompt_ids"][r]) if reverse is None else
-                                          np.where(ref["prompt_mask"][r] == 1,
-                                                   reverse[np.clip(ref["prompt_ids"][r], 0, len(reverse) - 1)],
-                                                   pad) for r in rows]),
-                   "attention_mask": ref["prompt_mask"][rows]}
-        greedy = greedy_tokens(model, prompts, ref["greedy"].shape[1], pad_id=pad)
-        metrics["greedy_agreement"] = token_match_rate(ref["greedy"][rows], to_teacher(greedy))
-    else:
-        metrics["greedy_agreement"] = None
-    metrics.update({"eval_prompts": len(rows), "greedy_new_tokens": int(ref["greedy"].shape[1])})
-    return metrics
+    return to_student, (lambda ids: forward[ids])

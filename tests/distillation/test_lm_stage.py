@@ -136,8 +136,30 @@ def test_gpt2_student_trimmed_and_pruned_with_jsd(tmp_path):
     s, t = result.student_metrics, result.teacher_metrics
     assert s["vocab_size"] < t["vocab_size"] and s["intermediate_size"] == 64
     assert (tmp_path / "run" / "student" / "vocab_map.json").is_file()
-    assert s["distill"]["kd"] == "jsd" and s["eval_chunks"] >= 1 and np.isfinite(s["perplexity"])
-    assert 0 <= s["next_token_agreement"] <= 1 and s["greedy_agreement"] is not None
+    assert s["distill"]["kd"] == "jsd" and s["eval_chunks"] == t["eval_chunks"] >= 1
+    assert np.isfinite(s["perplexity"]) and np.isfinite(s["perplexity_own_tokens"])
+    assert 0 <= s["greedy_agreement"] <= 1 and s["eval_prompts"] == t["eval_prompts"]
+
+
+def test_trimmed_student_scores_text_its_vocabulary_lacks(finished_run, tmp_path):
+    """Held-out text with tokens the trimmed vocabulary dropped is still scored, through the
+    student's own tokenizer, and the perplexity stays per teacher token."""
+    from edgekd.distillation.lm_eval import score_student
+    from edgekd.pruning import trim_vocabulary
+    from edgekd.tasks.causal_lm import load_reference
+    from transformers import AutoTokenizer
+
+    _, run_dir, result, _ = finished_run
+    model = load_reference(run_dir / "student")
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "student")
+    full = score_student(model, tokenizer, run_dir / "teacher")
+    trim = trim_vocabulary(model, tokenizer, ["the cat sat on a mat"])   # drops most tokens
+    trimmed = score_student(trim.model, trim.tokenizer, run_dir / "teacher", trim.student_to_teacher)
+    assert full["perplexity"] == pytest.approx(result.student_metrics["perplexity"], rel=1e-5)
+    assert full["eval_chunks_same_tokens"] == full["eval_chunks"]
+    assert trimmed["eval_chunks_same_tokens"] < trimmed["eval_chunks"] == full["eval_chunks"]
+    assert np.isfinite(trimmed["perplexity"]) and trimmed["eval_tokens"] == full["eval_tokens"]
+    assert 0 <= trimmed["greedy_agreement"] <= 1
 
 
 def test_two_cpu_processes_match_one(tmp_path):
