@@ -115,12 +115,19 @@ def score_student(model, tokenizer, teacher_dir: Path, student_to_teacher=None) 
     own = [tokenizer(str(ref["chunk_texts"][i]))["input_ids"] for i in other]
     nll_other, _ = position_scores(model, [ids for ids in own if len(ids) >= 2], pad)
     positions = _split(np.arange(len(ref["nll"])), np.cumsum([0] + [len(c) - 1 for c in chunks]))
-    at = np.concatenate([positions[i] for i in same]) if same else np.zeros(0, np.int64)
+    # next-token agreement also on the other chunks, up to their first token the student lacks
+    prefixes = {i: _mapped_prefix(chunks[i], to_student) for i in other}
+    prefixes = {i: ids for i, ids in prefixes.items() if len(ids) >= 2}
+    _, top1_prefix = position_scores(model, [list(ids) for ids in prefixes.values()], pad)
+    top1 = np.concatenate([top1, top1_prefix])
+    at = np.concatenate([positions[i] for i in same] + [positions[i][:len(ids) - 1]
+                                                        for i, ids in prefixes.items()] + [[]]).astype(np.int64)
     total = float(nll_same.sum() + nll_other.sum())
     metrics = {"perplexity": float(np.exp(total / len(ref["nll"]))),
                "perplexity_own_tokens": float(np.exp(total / max(1, len(nll_same) + len(nll_other)))),
                "teacher_perplexity_same_chunks": float(np.exp(ref["nll"].mean())),
                "next_token_agreement": float((to_teacher(top1) == ref["top1"][at]).mean()) if len(at) else None,
+               "next_token_positions": int(len(at)),
                "eval_chunks": len(chunks), "eval_chunks_same_tokens": len(same),
                "eval_tokens": int(len(ref["nll"]))}
     prompts = []
@@ -134,6 +141,15 @@ def score_student(model, tokenizer, teacher_dir: Path, student_to_teacher=None) 
     metrics.update({"greedy_agreement": token_match_rate(ref["greedy"], to_teacher(greedy)),
                     "eval_prompts": len(prompts), "greedy_new_tokens": int(ref["greedy"].shape[1])})
     return metrics
+
+
+def _mapped_prefix(ids, to_student) -> np.ndarray:
+    """The student ids of the longest prefix of teacher `ids` the student's vocabulary holds."""
+    for end in range(len(ids), 0, -1):
+        mapped = to_student(ids[:end])
+        if mapped is not None:
+            return mapped
+    return np.zeros(0, np.int64)
 
 
 def _id_maps(student_to_teacher):

@@ -167,9 +167,11 @@ def save_student(model, tokenizer, vocab_map, teacher_dir: Path, final_dir: Path
     metrics = score_student(model, tokenizer, teacher_dir, vocab_map)
     metrics.update({"eval_time_s": time.perf_counter() - started,
                     **model_facts(model, count_parameters(model)), **extra})
+    agreement = metrics["next_token_agreement"]
     log(f"student: held-out perplexity {metrics['perplexity']:.2f} (teacher "
         f"{metrics['teacher_perplexity_same_chunks']:.2f}), next-token agreement "
-        f"{metrics['next_token_agreement']:.1%}, greedy agreement {metrics['greedy_agreement'] or 0:.1%}")
+        f"{'-' if agreement is None else format(agreement, '.1%')}, greedy agreement "
+        f"{metrics['greedy_agreement']:.1%}")
     tmp = staging_dir(final_dir)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)

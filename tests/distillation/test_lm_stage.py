@@ -159,7 +159,8 @@ def test_trimmed_student_scores_text_its_vocabulary_lacks(finished_run, tmp_path
     assert full["eval_chunks_same_tokens"] == full["eval_chunks"]
     assert trimmed["eval_chunks_same_tokens"] < trimmed["eval_chunks"] == full["eval_chunks"]
     assert np.isfinite(trimmed["perplexity"]) and trimmed["eval_tokens"] == full["eval_tokens"]
-    assert 0 <= trimmed["greedy_agreement"] <= 1
+    assert 0 <= trimmed["greedy_agreement"] <= 1 and 0 <= trimmed["next_token_agreement"] <= 1
+    assert 0 < trimmed["next_token_positions"] < full["next_token_positions"] == full["eval_tokens"]
 
 
 def test_two_cpu_processes_match_one(tmp_path):
