@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.edgekd-installed
 
-.PHONY: setup system-deps device-venv demo demo-llm test e2e bench-fidelity clean
+.PHONY: sweep setup system-deps device-venv demo demo-llm test e2e bench-fidelity gate-calibration clean
 
 setup: $(STAMP)
 
@@ -45,9 +45,18 @@ test: setup system-deps device-venv
 e2e: setup system-deps device-venv
 	$(PY) -m pytest -q -m e2e
 
+# Several student shapes (and a no-distillation baseline) through the whole path, one report.
+sweep: setup
+	$(VENV)/bin/edgekd sweep bbc-news-sweep
+
 # How close edgekd's numbers are to the vendors' tools, harness overhead, run-to-run spread.
 bench-fidelity: setup
 	$(PY) scripts/fidelity.py
+
+# Does the latency gate hold here? 20 real same-artifact pairs (false alarms) and 20 real ~10%-more-
+# work pairs (hits), for `edgekd compare` and `edgekd ab`; about 12-15 min on 2 cores.
+gate-calibration: setup
+	$(PY) scripts/calibrate_gate.py
 
 clean:
 	rm -rf $(VENV) .venv-device .pytest_cache build *.egg-info

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgekd.benchmarks import runtimes
 from edgekd.benchmarks.contracts import BenchEntry, ContractError, ExportRecord, Report, RunnerResult
+from edgekd.checks import check_artifact_files
 from edgekd.errors import EdgekdError
 
 INPUTS_FILE = "inputs.npz"
@@ -95,6 +96,7 @@ def resolve_artifact(path: str | Path) -> Artifact:
     if not art.inputs.is_file():
         raise EdgekdError(f"no {INPUTS_FILE} next to {art.path}: the runner needs real tokenized "
                           f"examples there (edgekd export writes them; see docs/contracts.md)")
+    check_artifact_files(art.path, art.format)  # named here, not as a runtime's C++ trace later
     return art
 
 
@@ -123,14 +125,49 @@ def check_batch_size(art: Artifact, batch_size: int) -> None:
                           f"benchmark it at batch size {fixed}")
 
 
-def bench_artifact(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
-                   seq_len: int | None, warmup: int, min_iterations: int, min_time_s: float,
-                   energy: str = "auto", timeout_s: float | None = None) -> dict:
-    """Benchmark one artifact on one target at one thread count; the entry (docs/contracts.md).
+@dataclass
+class Measurement:
+    """One artifact on one target with one set of settings, checked and ready to be measured
+    any number of times (each `run_once` is one fresh runner process: one repeat)."""
+
+    art: Artifact
+    target: Any
+    options: dict
+    timeout_s: float
+
+    def run_once(self) -> RunnerResult:
+        """One runner invocation on the target; its validated result."""
+        tgt, art = self.target, self.art
+        try:
+            result = RunnerResult.from_dict(
+                tgt.run_runner(art.path, art.inputs, self.options, self.timeout_s),
+                f"target {tgt.name}: runner output")
+        except ContractError as exc:
+            raise EdgekdError(str(exc)) from None
+        if result.format != art.format:
+            raise EdgekdError(f"{art.path}: runner ran it as {result.format}, expected {art.format}")
+        return result
+
+    def entry(self, result: RunnerResult, previous: dict | None = None) -> dict:
+        """The entry holding `previous`'s repeats (when they were measured the same way) plus
+        `result` as one more repeat."""
+        export = self.art.export or {}
+        entry = BenchEntry.measured(name=self.art.name, role=self.art.role, fmt=self.art.format,
+                                    precision=self.art.precision, target=self.target.name,
+                                    result=result, accuracy=self.art.accuracy,
+                                    parity=export.get("parity"),
+                                    size_bytes=export.get("size_bytes"),
+                                    artifact=str(self.art.path)).to_dict()
+        return add_repeat(entry, result.to_dict(), previous)
+
+
+def prepare(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
+            seq_len: int | None, warmup: int, min_iterations: int, min_time_s: float,
+            energy: str = "auto", timeout_s: float | None = None) -> Measurement:
+    """Resolve and check an artifact and its target before anything is measured.
 
     `target` is a Target or a spec (`local`, `ssh://user@host:port`, a profile name or file).
-    Raises EdgekdError for a bad artifact, an unreachable or hung target, or a missing runtime.
-    """
+    Raises EdgekdError for a bad artifact or target."""
     from edgekd.targets.profiles import get_target
 
     art = resolve_artifact(artifact)
@@ -145,19 +182,71 @@ def bench_artifact(artifact: str | Path, target: Any, *, threads: int, batch_siz
                              min_time_s=min_time_s, energy=energy, power=tgt.power_options())
     if timeout_s is None:  # generous: model load (torch import on a slow board) + the windows
         timeout_s = 300.0 + 3 * (min_time_s + options["warmup_time"] + options["idle_time"])
-    try:
-        result = RunnerResult.from_dict(tgt.run_runner(art.path, art.inputs, options, timeout_s),
-                                        f"target {tgt.name}: runner output")
-    except ContractError as exc:
-        raise EdgekdError(str(exc)) from None
-    if result.format != art.format:
-        raise EdgekdError(f"{art.path}: runner ran it as {result.format}, expected {art.format}")
-    export = art.export or {}
-    return BenchEntry.measured(name=art.name, role=art.role, fmt=art.format,
-                               precision=art.precision, target=tgt.name, result=result,
-                               accuracy=art.accuracy, parity=export.get("parity"),
-                               size_bytes=export.get("size_bytes"),
-                               artifact=str(art.path)).to_dict()
+    return Measurement(art, tgt, options, timeout_s)
+
+
+def add_repeat(entry: dict, result: dict, previous: dict | None = None) -> dict:
+    """`entry` (built from the runner `result`) with the repeats of `previous` plus this one, and
+    its top-level numbers recomputed: pooled samples and their latency summary, the median of the
+    other per-repeat numbers (the peak memory: the largest). A previous entry measured with
+    another runtime version or on another machine is not continued: its repeats are dropped."""
+    import numpy as np
+
+    from edgekd.benchmarks.contracts import REPEAT_KEYS
+    from edgekd.benchmarks.stats import summarize
+
+    repeats = []
+    if previous and previous.get("status") == "ok" and same_measurement(previous, entry):
+        repeats = list(previous.get("repeats") or [])
+    repeats.append({k: result.get(k) for k in REPEAT_KEYS})
+    pooled = [x for rep in repeats for x in rep["samples_ms"]]
+    entry.update(repeats=repeats, samples_ms=pooled, latency_ms=summarize(pooled))
+    for key in ("throughput_per_s", "load_time_ms", "first_inference_ms", "energy_j"):
+        values = [rep[key] for rep in repeats if rep.get(key) is not None]
+        entry[key] = float(np.median(values)) if values else None
+    entry["peak_memory_mb"] = max(rep["peak_memory_mb"] for rep in repeats)
+    return entry
+
+
+def same_measurement(a: dict, b: dict) -> bool:
+    """Whether two entries measured the same thing the same way: runtime, its version and
+    settings, and the machine (CPU model, cores) that ran it."""
+    def key(e: dict) -> tuple:
+        cpu = (e.get("environment") or {}).get("cpu") or {}
+        return (e.get("runtime"), e.get("runtime_version"), e.get("runtime_settings"),
+                e.get("threads"), e.get("batch_size"), e.get("seq_len"),
+                cpu.get("model"), cpu.get("cores_logical"))
+    return key(a) == key(b)
+
+
+def measure_round_robin(measurements: list[Measurement], repeats: int,
+                        on_entry=None) -> list[dict]:
+    """`repeats` fresh-process measurements of each artifact, interleaved: repeat 1 of every
+    artifact, then repeat 2, ..., so drift over time falls on all of them alike. `on_entry(i,
+    entry)` is called after each runner invocation. Returns one entry per measurement."""
+    if repeats < 1:
+        raise EdgekdError(f"repeats must be >= 1, got {repeats}")
+    entries: list[dict | None] = [None] * len(measurements)
+    for _ in range(repeats):
+        for i, m in enumerate(measurements):
+            entries[i] = m.entry(m.run_once(), entries[i])
+            if on_entry:
+                on_entry(i, entries[i])
+    return entries
+
+
+def bench_artifact(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
+                   seq_len: int | None, warmup: int, min_iterations: int, min_time_s: float,
+                   energy: str = "auto", timeout_s: float | None = None, repeats: int = 1) -> dict:
+    """Benchmark one artifact on one target at one thread count, `repeats` fresh processes;
+    the entry (docs/contracts.md).
+
+    Raises EdgekdError for a bad artifact, an unreachable or hung target, or a missing runtime.
+    """
+    m = prepare(artifact, target, threads=threads, batch_size=batch_size, seq_len=seq_len,
+                warmup=warmup, min_iterations=min_iterations, min_time_s=min_time_s,
+                energy=energy, timeout_s=timeout_s)
+    return measure_round_robin([m], repeats)[0]
 
 
 def failed_entry(artifact: str | Path, target: str, threads: int, error: str, *,
@@ -181,9 +270,16 @@ def failed_entry(artifact: str | Path, target: str, threads: int, error: str, *,
 def entry_file_name(entry: dict) -> str:
     """The bench/<target-slug>/ file of one entry, named by every setting that changes the
     measurement, so a rerun with other settings measures anew: `<name>-t<threads>-b<batch>-s<seq>`
-    (the precision, hence the runtime settings, is part of the name)."""
+    (the precision, hence the runtime settings, is part of the name). The number of repeats is
+    not in the name: an entry with fewer repeats than asked is incomplete (`is_complete`) and
+    gets more; one with more is complete."""
     return (f"{entry['name']}-t{entry['threads']}-b{entry.get('batch_size') or 1}"
             f"-s{entry.get('seq_len') or 'auto'}.json")
+
+
+def is_complete(entry: dict | None, repeats: int) -> bool:
+    """Whether a stored entry needs no more measuring: ok, with at least `repeats` repeats."""
+    return bool(entry) and entry.get("status") == "ok" and len(entry.get("repeats") or []) >= repeats
 
 
 def bench_document(entries: list[dict], run: str | None = None) -> dict:

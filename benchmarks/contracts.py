@@ -19,6 +19,9 @@ RUNNER_SCHEMA = "edgekd.runner/1"
 REPORT_SCHEMA = "edgekd.report/1"
 
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max", "n")
+# What a bench entry keeps of each repeat (one runner invocation) in `repeats`.
+REPEAT_KEYS = ("samples_ms", "latency_ms", "throughput_per_s", "load_time_ms",
+               "first_inference_ms", "peak_memory_mb", "energy_j", "measure", "cpu_affinity")
 
 
 class ContractError(ValueError):
@@ -87,6 +90,8 @@ class ExportRecord(_Record):
         missing = [k for k in ("name", "format", "precision") if not isinstance(data.get(k), str)]
         if missing:
             raise ContractError(f"{where}: '{missing[0]}' is missing or not a string")
+        for key in ("accuracy", "size_bytes", "export_time_s", "seq_len", "batch_size"):
+            _check_number(f"{where}: {key}", data.get(key))
         return cls(**_known(cls, {"role": None, **data}))
 
 
@@ -118,6 +123,7 @@ class RunnerResult(_Record):
     host: str
     python: str
     cpu_affinity: Optional[list]
+    environment: Optional[dict] = None      # the target machine, described by itself
     schema: str = RUNNER_SCHEMA
 
     @classmethod
@@ -125,7 +131,8 @@ class RunnerResult(_Record):
         """Validate the runner's JSON (a device may run an older or broken runner)."""
         if not isinstance(data, dict) or data.get("schema") != RUNNER_SCHEMA:
             raise ContractError(f"{where} is not an {RUNNER_SCHEMA} document")
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data]
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name not in data and f.name != "environment"]
         if missing:
             raise ContractError(f"{where} lacks '{missing[0]}'")
         _check_latency(where, data["latency_ms"], data["samples_ms"])
@@ -172,6 +179,10 @@ class BenchEntry(_Record):
     artifact: Optional[str] = None
     gflop: Optional[float] = None           # operations of one inference (report time, from config)
     gflop_per_s: Optional[float] = None     # gflop / p50: how close the runtime comes to the CPU
+    environment: Optional[dict] = None      # the target machine (RunnerResult.environment)
+    # One item per fresh-process measurement (REPEAT_KEYS); the top-level numbers summarise them:
+    # samples_ms pooled, latency_ms of the pooled samples, the other numbers the median (memory the max).
+    repeats: list = field(default_factory=list)
 
     @classmethod
     def measured(cls, *, name: str, role: Optional[str], fmt: str, precision: Optional[str],
@@ -211,6 +222,13 @@ class BenchEntry(_Record):
             _check_number(f"{where}: {key}", data.get(key))
         if data.get("status", "ok") == "ok":
             _check_latency(where, data.get("latency_ms"), data.get("samples_ms", []))
+        repeats = data.get("repeats", [])
+        if not isinstance(repeats, list):
+            raise ContractError(f"{where}: repeats must be a list of objects")
+        for i, rep in enumerate(repeats):
+            if not isinstance(rep, dict):
+                raise ContractError(f"{where}: repeats[{i}] must be an object")
+            _check_latency(f"{where}: repeats[{i}]", rep.get("latency_ms"), rep.get("samples_ms"))
         base = {"role": None, "format": None, "precision": None, "target": None, "threads": None,
                 "batch_size": None, "seq_len": None}
         return cls(**_known(cls, {**base, **data}))
@@ -239,6 +257,8 @@ class Report(_Record):
     run: Optional[str] = None
     created: Optional[str] = None
     timings_s: Optional[dict] = None
+    accuracy_budget: Optional[float] = None   # the recipe's report.accuracy_budget
+    recommended: Optional[list] = None        # per setting: the artifact to ship, and why
     schema: str = REPORT_SCHEMA
 
     @classmethod

@@ -14,17 +14,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+# Thread settings and the CPU features that pick kernels: one list, shared with the runner, which
+# describes the target's machine the same way (runner.environment).
+from edgekd.benchmarks.runner import INTERESTING_FLAGS, THREAD_VARS
+
 # Distributions whose versions change the numbers (runtimes, converters, quantizers).
 LIBRARIES = ("numpy", "torch", "transformers", "optimum", "optimum-onnx", "optimum-intel", "onnx",
              "onnxruntime", "openvino", "nncf", "litert-torch", "ai-edge-litert",
              "ai-edge-quantizer", "tflite-runtime")
-# Thread settings read by the runtimes; a report without them cannot be reproduced.
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OV_CPU_THREADS_NUM")
-# CPU features that decide which kernels int8 / fp16 models get (x86 and Arm names).
-INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
-                     "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
-                     "neon", "asimd", "asimddp", "fphp", "asimdhp", "sve", "i8mm", "bf16")
 
 
 def collect() -> dict[str, Any]:

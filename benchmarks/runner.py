@@ -124,6 +124,42 @@ def cpu_info() -> dict:
     return {"model": model, "cores": os.cpu_count(), "flags": flags, "machine": platform.machine()}
 
 
+# CPU features that decide which kernels int8 / fp16 / bf16 models get (x86 and Arm names);
+# benchmarks/environment.py reports the same subset for the host.
+INTERESTING_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+                     "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16",
+                     "neon", "asimd", "asimddp", "fphp", "asimdhp", "sve", "i8mm", "bf16")
+# Thread settings the runtimes read: they change the numbers.
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OV_CPU_THREADS_NUM")
+
+
+def memory_total_mb() -> float | None:
+    """Physical memory of this machine in MB (POSIX sysconf; None where it is not available)."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20, 1)
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def environment(runtime: str, runtime_version: str) -> dict:
+    """The machine that ran the artifact, described by itself (not by the host that asked):
+    CPU model, the flags that pick kernels, cores, memory, OS, Python and the runtime versions.
+    `edgekd compare` refuses to compare numbers whose environments differ."""
+    cpu = cpu_info()
+    flags = set(cpu["flags"])
+    return {
+        "cpu": {"model": cpu["model"], "cores_logical": cpu["cores"], "machine": cpu["machine"],
+                "flags": [f for f in INTERESTING_FLAGS if f in flags]},
+        "memory_total_mb": memory_total_mb(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+        "runtimes": {runtime: runtime_version, "numpy": np.__version__},
+        "threads_env": {name: os.environ[name] for name in THREAD_VARS if name in os.environ},
+    }
+
+
 def timed_loop(run, feeds, min_calls: int, min_s: float, max_calls: int, start: int = 0) -> list[float]:
     """Call `run` on the feeds in turn until both `min_calls` and `min_s` are reached; returns
     one monotonic-clock duration in ms per call (each call timed alone)."""
@@ -209,6 +245,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "host": socket.gethostname(),
         "python": platform.python_version(),
         "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "environment": environment(backend.runtime, str(backend.version)),
     }).to_dict()
 
 

@@ -12,9 +12,9 @@ import os
 import numpy as np
 
 try:
-    from .runtimes import ArtifactError, fill_defaults, first_line, import_runtime
+    from .runtimes import ArtifactError, first_line, import_runtime, named_feed
 except ImportError:  # copied alone onto a device
-    from runtimes import ArtifactError, fill_defaults, first_line, import_runtime
+    from runtimes import ArtifactError, first_line, import_runtime, named_feed
 
 FORMAT = "openvino"
 SUFFIXES = (".xml",)
@@ -53,11 +53,7 @@ class Adapter:
         self._output = self.compiled.outputs[0]
 
     def prepare(self, batch: dict) -> dict:
-        batch = fill_defaults(batch, self.inputs)
-        missing = [k for k in self.inputs if k not in batch]
-        if missing:
-            raise ArtifactError(f"the model needs inputs {missing} that the examples lack")
-        return {k: np.ascontiguousarray(batch[k], dtype=t) for k, t in self.inputs.items()}
+        return named_feed(batch, self.inputs)
 
     def __call__(self, feed: dict):
         return self.request.infer(feed)

@@ -119,6 +119,16 @@ def run_outputs(adapter, inputs: dict, batch_size: int | None = None) -> np.ndar
     return np.concatenate(chunks)
 
 
+def named_feed(batch: dict, inputs: dict) -> dict:
+    """The feed for a runtime that takes inputs by name: every input the model declares
+    ({name: dtype}), cast and contiguous; an input the examples lack is an ArtifactError."""
+    batch = fill_defaults(batch, inputs)
+    missing = [k for k in inputs if k not in batch]
+    if missing:
+        raise ArtifactError(f"the model needs inputs {missing} that the examples lack")
+    return {k: np.ascontiguousarray(batch[k], dtype=t) for k, t in inputs.items()}
+
+
 def fill_defaults(batch: dict, names, rows_like: str = "input_ids") -> dict:
     """Add inputs a model takes but the examples lack: BERT's token_type_ids default to zeros
     (what a tokenizer gives for one segment)."""

@@ -29,6 +29,11 @@ def _add_recipe_options(parser: argparse.ArgumentParser, recipe_required: bool) 
                         help="override a recipe key, e.g. --set distill.epochs=1 (repeatable)")
 
 
+def _add_gate_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--md", metavar="FILE", help="write a Markdown summary (for a PR comment)")
+    parser.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (cheap: imports nothing heavy)."""
     parser = argparse.ArgumentParser(
@@ -81,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-iterations", type=int, default=50)
     p.add_argument("--min-time", type=float, default=5.0, help="seconds")
     p.add_argument("--energy", default="auto", help="auto, rapl, nvml, hwmon, command, estimate, none")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="fresh-process measurements of each artifact, interleaved (default 3; "
+                        "5 for a CI gate, docs/regression-gate.md)")
     p.add_argument("--out", required=True, help="result JSON file")
     p.set_defaults(handler="edgekd.benchmarks.command:bench_command")
 
@@ -121,7 +129,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("candidate", help="candidate report.json (or bench result JSON)")
     p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
     p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
+    p.add_argument("--allow-different-env", action="store_true",
+                   help="compare even when CPU, cores or runtime versions differ")
+    _add_gate_outputs(p)
     p.set_defaults(handler="edgekd.report.compare:compare_command")
+
+    p = sub.add_parser("ab", help="paired A/B latency gate: measure baseline and candidate now, "
+                                  "alternately (the recommended CI mode)")
+    p.add_argument("baseline", help="baseline artifact (file or export folder)")
+    p.add_argument("candidate", help="candidate artifact (file or export folder)")
+    p.add_argument("--target", default="local", help="local, ssh://user@host:port or a profile name")
+    p.add_argument("--pairs", type=int, default=5, help="A/B pairs, each two fresh processes (default 5)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--min-iterations", type=int, default=50)
+    p.add_argument("--min-time", type=float, default=2.0, help="seconds per process")
+    p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
+    p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
+    p.add_argument("--out", help="also write both sides' entries (edgekd.report/1 JSON)")
+    _add_gate_outputs(p)
+    p.set_defaults(handler="edgekd.report.ab:ab_command")
     return parser
 
 

@@ -10,14 +10,24 @@ console = Console(highlight=False)
 # Library loggers whose start-up chatter says nothing to an edgekd user (optional kernels that
 # a CPU build lacks, deprecation notes aimed at library authors).
 QUIET_LOGGERS = ("torchao", "torch.utils._pytree", "torch._dynamo", "nncf", "absl")
+# Libraries whose Python warnings (deprecations, tracer notes) are for their developers: a bad
+# input must leave one line on stderr, not that line under a screenful of these.
+QUIET_WARNING_MODULES = (r"(torch|torchao|transformers|optimum|litert_torch|ai_edge_\w+|nncf|openvino"
+                         r"|onnx\w*|tensorflow|copyreg)(\.|$)")
 
 
 def quiet_libraries() -> None:
-    """Raise the noisy libraries' log level to errors; edgekd's own output is on `console`."""
+    """Raise the noisy libraries' log level to errors and ignore their Python warnings;
+    edgekd's own output is on `console`."""
     import logging
+    import os
+    import warnings
 
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    # transformers sets its own level when first imported, from this variable.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", module=QUIET_WARNING_MODULES)
 
 
 def distill_table(teacher: dict, student: dict) -> Table:

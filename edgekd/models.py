@@ -32,7 +32,8 @@ def check_model_source(value: str, what: str) -> str:
 def _is_hub_id(value: str) -> bool:
     # "org/name" with no leading slash or dot and nothing on disk: a Hugging Face id
     parts = value.split("/")
-    return len(parts) == 2 and all(parts) and not Path(value).exists() and not value.startswith("/")
+    return (len(parts) == 2 and all(parts) and not Path(value).exists()
+            and not value.startswith(("/", ".", "~")))
 
 
 def load_config(source: str):
@@ -80,6 +81,70 @@ def check_student_config(cfg: StudentConfig, teacher_config) -> None:
         if unknown:
             raise EdgekdError(f"student.config.{unknown[0]} is not a field of the teacher's "
                               f"{type(teacher_config).__name__}")
+        check_buildable(student_model_config(cfg, teacher_config), "student.config")
+
+
+def student_model_config(cfg: StudentConfig, teacher_config):
+    """The config `build_student` gives a student made from the teacher (from_teacher or
+    config overrides), without building it."""
+    config = copy.deepcopy(teacher_config)
+    if cfg.config is not None:
+        for key, value in cfg.config.items():
+            setattr(config, key, value)
+    elif cfg.from_teacher is not None:
+        config.num_hidden_layers = len(cfg.from_teacher.layers)
+    return config
+
+
+def student_layer_count(cfg: StudentConfig, teacher_config) -> int:
+    """How many encoder layers the student will have (for checking the layer map up front)."""
+    if cfg.model is not None:
+        return load_config(resolve_path(cfg.model)).num_hidden_layers
+    return student_model_config(cfg, teacher_config).num_hidden_layers
+
+
+def check_weights_fit(folder: str | Path, config, what: str) -> None:
+    """The shapes in the folder's safetensors headers against the model its config.json makes
+    (built on the meta device): a config edited after saving, or weights from another model,
+    is refused here in one line instead of as a state_dict traceback while loading."""
+    import torch
+    from transformers import AutoModel
+
+    from edgekd.checks import safetensors_header
+
+    stored = {}
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        stored.update({name: entry.get("shape") for name, entry in safetensors_header(path).items()})
+    try:
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in AutoModel.from_config(config).state_dict().items()}
+    except Exception:  # noqa: BLE001 - a config no base model is made from: the loader will say
+        return
+    for name, shape in stored.items():
+        # The stored names carry the task head's prefix (`bert.`); the base model's do not.
+        base = next((k for k in (name, name.partition(".")[2]) if k in expected), None)
+        if base is not None and shape is not None and list(shape) != expected[base]:
+            raise EdgekdError(f"{what} weights do not fit its config.json: {name} has shape "
+                              f"{list(shape)}, the config makes {expected[base]}")
+
+
+def check_buildable(config, what: str) -> None:
+    """Build the model skeleton of `config` on the meta device (no memory, no weights): a head
+    count that does not divide the width, a size of the wrong type or sign is refused here, in
+    the model's own words, instead of after the teacher has been fine-tuned."""
+    import torch
+    from transformers import AutoModel
+
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"):
+        value = getattr(config, key, None)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise EdgekdError(f"{what}: {key} must be a positive integer, got {value!r}")
+    try:
+        with torch.device("meta"):
+            AutoModel.from_config(config)
+    except Exception as exc:  # noqa: BLE001 - any failure to build is a bad config, said in one line
+        raise EdgekdError(f"{what} does not make a valid {type(config).__name__}: "
+                          f"{first_line(exc)}") from None
 
 
 def build_student(cfg: StudentConfig, teacher, labels: list[str], task=None):

@@ -28,29 +28,23 @@ class Prepared:
 
 
 def prepare(args) -> Prepared:
-    """Load and check everything the run needs, then create the run folder and save the recipe."""
-    from edgekd.data import load_task_data
-    from edgekd.models import check_model_source, check_student_config, load_config
-    from edgekd.pruning.student import check_shape
-    from edgekd.tasks import get_task
-
+    """Load and check everything the run needs (recipe, output folder, data, weights, student,
+    layer map, targets), then create the run folder and save the recipe. Nothing is written
+    before every check has passed."""
+    from edgekd.checks import check_output_dir
     from edgekd.console import quiet_libraries
+    from edgekd.data import load_task_data
+    from edgekd.tasks import get_task
 
     quiet_libraries()
     recipe = load_recipe(recipe_file(args.recipe), args.overrides)
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
-    task = get_task(recipe.task)
-    # Optional task hooks (a task without them gets the classifier's behaviour).
-    data = getattr(task, "load_data", load_task_data)(recipe.data)
-    teacher_source = check_model_source(
-        getattr(task, "resolve_model", str)(recipe.teacher.model), "teacher")
-    teacher_config = load_config(teacher_source)
-    task.check_config(teacher_config, f"the teacher {teacher_source}")
-    check_student_config(recipe.student, teacher_config)
-    check_shape(recipe.student, teacher_config)
-    if hasattr(task, "check_recipe"):
-        task.check_recipe(recipe, teacher_source, teacher_config)
+    check_output_dir(run_dir, "run folder")
     check_run_folder(run_dir, recipe)
+    # A task may read its own data (optional hook; the classifier's labelled data otherwise).
+    data = getattr(get_task(recipe.task), "load_data", load_task_data)(recipe.data)
+    teacher_source = check_models(recipe)
+    check_targets(recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")
     return Prepared(recipe, run_dir, data, teacher_source)
@@ -65,14 +59,83 @@ def recipe_file(value: str | None):
     return value
 
 
+def check_models(recipe: Recipe) -> str:
+    """The teacher's source, after checking its config and weights headers, the student that
+    will be built from it, the layer map and the sequence length; returns the teacher source."""
+    from edgekd.checks import check_weights
+    from edgekd.distillation.features import parse_layer_map
+    from edgekd.models import (check_model_source, check_student_config, check_weights_fit,
+                               load_config, student_layer_count)
+    from edgekd.pruning.student import check_shape
+    from edgekd.tasks import get_task
+
+    task = get_task(recipe.task)
+    # optional task hook: a task may name models of its own (causal-lm: `builtin:smollm2`)
+    teacher_source = check_model_source(getattr(task, "resolve_model", str)(recipe.teacher.model),
+                                        "teacher")
+    if Path(teacher_source).is_dir():
+        check_weights(teacher_source, "teacher")
+    teacher_config = load_config(teacher_source)
+    task.check_config(teacher_config, f"the teacher {teacher_source}")
+    if Path(teacher_source).is_dir():
+        check_weights_fit(teacher_source, teacher_config, f"teacher {teacher_source}:")
+    positions = getattr(teacher_config, "max_position_embeddings", None)
+    if positions and recipe.seq_len > positions:
+        raise EdgekdError(f"sequence length {recipe.seq_len} (data.max_length / bench.seq_len) is "
+                          f"longer than the teacher's {positions} positions")
+    check_student_config(recipe.student, teacher_config)
+    check_shape(recipe.student, teacher_config)
+    if recipe.student.model is not None:
+        student_source = check_model_source(recipe.student.model, "student")
+        if Path(student_source).is_dir():
+            check_weights(student_source, "student")
+        student_config = load_config(student_source)
+        task.check_config(student_config, f"the student {student_source}")
+        if Path(student_source).is_dir():
+            check_weights_fit(student_source, student_config, f"student {student_source}:")
+    d = recipe.distill
+    if d.layer_map is not None or d.hidden_loss > 0 or d.attention_loss > 0:
+        parse_layer_map(d.layer_map, student_layer_count(recipe.student, teacher_config),
+                        teacher_config.num_hidden_layers)
+    if hasattr(task, "check_recipe"):           # optional task hook: its own checks
+        task.check_recipe(recipe, teacher_source, teacher_config)
+    return teacher_source
+
+
+def check_targets(recipe: Recipe) -> None:
+    """Every bench target resolved (profile found, valid), its energy meter known, and a remote
+    one reached, before distillation starts rather than after it and the exports."""
+    from edgekd.checks import check_energy_meter
+    from edgekd.targets.profiles import get_target
+
+    check_energy_meter(recipe.bench.energy, "bench.energy")
+    for spec in recipe.bench.targets:
+        target = get_target(spec)
+        if recipe.bench.energy == "auto" and target.profile is not None:
+            check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
+        if target.kind != "local" or target.profile is not None:
+            target.python_info(timeout_s=60)
+
+
 def check_run_folder(run_dir: Path, recipe: Recipe) -> None:
-    """Refuse to resume into a folder whose finished results came from a different recipe."""
+    """Refuse to resume into a folder whose finished results came from a different recipe, or
+    whose saved recipe cannot be read (it is what tells whether the results can be reused)."""
     import yaml
 
     saved = run_dir / "recipe.yaml"
+    if saved.is_dir() or (saved.exists() and not saved.is_file()):
+        raise EdgekdError(f"{saved} is not a file; choose another --out or delete the folder")
     if not saved.is_file():
         return
-    old = yaml.safe_load(saved.read_text()) or {}
+    try:
+        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise EdgekdError(f"{saved} is not a readable recipe ({first}); choose another --out "
+                          "or delete the folder") from None
+    if not isinstance(old, dict):
+        raise EdgekdError(f"{saved} is not a recipe (not a mapping); choose another --out or "
+                          "delete the folder")
     new = recipe.to_dict()
     changed = [k for k in DISTILL_SECTIONS if old.get(k) != new.get(k)]
     if changed and ((run_dir / "teacher").exists() or (run_dir / "student").exists()):

@@ -67,6 +67,10 @@ class FineTuneConfig:
     learning_rate: float = 5.0e-5
     batch_size: int = 16
 
+    def __post_init__(self):
+        if self.epochs <= 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("epochs, batch_size and learning_rate must be positive")
+
 
 @dataclass
 class TeacherConfig:
@@ -222,14 +226,29 @@ class BenchConfig:
     min_iterations: int = 50
     min_time_s: float = 5.0
     energy: str = "auto"
+    repeats: int = 3                    # fresh-process measurements per artifact, interleaved
 
     def __post_init__(self):
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or self.repeats < 1:
+            raise ValueError(f"bench.repeats must be a positive integer, got {self.repeats!r}")
         if not self.targets:
             raise ValueError("bench.targets must name at least one target")
         if self.threads is not None and (not self.threads or any(t < 1 for t in self.threads)):
             raise ValueError("bench.threads must be a non-empty list of positive integers")
         if self.batch_size < 1 or self.warmup < 0 or self.min_iterations < 1 or self.min_time_s < 0:
             raise ValueError("batch_size and min_iterations must be >= 1, warmup and min_time_s >= 0")
+
+
+@dataclass
+class ReportConfig:
+    # The accuracy a user will give up against the teacher (a fraction: 0.01 = one point). The
+    # report recommends, per target, the fastest student artifact within it.
+    accuracy_budget: float = 0.01
+
+    def __post_init__(self):
+        if not 0 <= self.accuracy_budget < 1:
+            raise ValueError("report.accuracy_budget must be a fraction in [0, 1) "
+                             "(0.01 = one accuracy point)")
 
 
 @dataclass
@@ -242,6 +261,7 @@ class Recipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
         from edgekd.tasks import available_tasks

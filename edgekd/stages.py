@@ -98,40 +98,57 @@ def bench_jobs(recipe, run_dir: Path) -> list[tuple[Path, str, int]]:
 
 
 def bench_stage(recipe, run_dir: Path) -> list[dict]:
-    """Benchmark every job of `bench_jobs`; each result is its own file under bench/<target>/,
-    named by every setting that changes it, and skipped on a rerun when it is complete."""
-    from edgekd.benchmarks.bench import bench_artifact, entry_file_name, failed_entry, resolve_artifact
+    """Benchmark every job of `bench_jobs`, `bench.repeats` fresh processes each, round-robin
+    (repeat 1 of every job, then repeat 2, ...) so drift falls on all artifacts alike. Each
+    result is its own file under bench/<target>/, named by every setting that changes it and
+    rewritten after every repeat; a rerun skips complete files (ok, with enough repeats) and
+    adds the missing repeats to the others. A job that fails is recorded as failed and not
+    tried again in this run."""
+    from edgekd.benchmarks.bench import entry_file_name, failed_entry, prepare, resolve_artifact
     from edgekd.targets.profiles import target_slug
 
     b = recipe.bench
     jobs = bench_jobs(recipe, run_dir)
-    entries = []
+    entries: list[dict | None] = []     # what the bench/ files hold now, one per job
+    for artifact, target, threads in jobs:
+        try:
+            name = resolve_artifact(artifact).name
+        except EdgekdError:
+            name = None     # measured below, where the error is recorded
+        path = None if name is None else run_dir / "bench" / target_slug(target) / entry_file_name(
+            {"name": name, "threads": threads, "batch_size": b.batch_size, "seq_len": recipe.seq_len})
+        entries.append(read_json(path) if path is not None and path.is_file() else None)
+    todo = sum(max(0, b.repeats - len(e.get("repeats") or [])) if e and e.get("status") == "ok"
+               else b.repeats for e in entries)
+    measurements: dict[int, object] = {}
     with progress() as bar:
-        task = bar.add_task("", total=len(jobs), stage="bench")
-        for artifact, target, threads in jobs:
-            bar.update(task, description=f"{artifact.name} on {target}, {threads} thread(s)")
-            folder = run_dir / "bench" / target_slug(target)
-            try:
-                name = resolve_artifact(artifact).name
-                result_file = folder / entry_file_name({"name": name, "threads": threads,
-                                                        "batch_size": b.batch_size,
-                                                        "seq_len": recipe.seq_len})
-                done = read_json(result_file) if result_file.is_file() else None
-                if done and done.get("status") == "ok":  # measured by an earlier run; failures retry
-                    entries.append(done)
-                    bar.advance(task)
+        task = bar.add_task("", total=todo, stage="bench")
+        for round_no in range(1, b.repeats + 1):
+            for i, (artifact, target, threads) in enumerate(jobs):
+                entry = entries[i]
+                if entry and (entry.get("status") == "failed" and i in measurements or
+                              entry.get("status") == "ok" and len(entry.get("repeats") or []) >= round_no):
                     continue
-                entry = bench_artifact(artifact, target, threads=threads, batch_size=b.batch_size,
-                                       seq_len=recipe.seq_len, warmup=b.warmup,
-                                       min_iterations=b.min_iterations, min_time_s=b.min_time_s,
-                                       energy=b.energy)
-            except EdgekdError as exc:
-                console.print(f"  [red]{artifact.name} on {target}: {exc}[/]")
-                entry = failed_entry(artifact, target, threads, str(exc), batch_size=b.batch_size,
-                                     seq_len=recipe.seq_len)
-            write_json_atomic(folder / entry_file_name(entry), entry)
-            entries.append(entry)
-            bar.advance(task)
+                bar.update(task, description=f"{artifact.name} on {target}, {threads} thread(s), "
+                                             f"repeat {round_no}/{b.repeats}")
+                try:
+                    if i not in measurements:
+                        measurements[i] = prepare(artifact, target, threads=threads,
+                                                  batch_size=b.batch_size, seq_len=recipe.seq_len,
+                                                  warmup=b.warmup, min_iterations=b.min_iterations,
+                                                  min_time_s=b.min_time_s, energy=b.energy)
+                    m = measurements[i]
+                    entry = m.entry(m.run_once(), entry)
+                except EdgekdError as exc:
+                    console.print(f"  [red]{artifact.name} on {target}: {exc}[/]")
+                    entry = failed_entry(artifact, target, threads, str(exc),
+                                         batch_size=b.batch_size, seq_len=recipe.seq_len)
+                    measurements[i] = None      # failed in this run: no further repeats
+                    bar.advance(task, max(0, b.repeats - round_no))
+                folder = run_dir / "bench" / target_slug(target)
+                write_json_atomic(folder / entry_file_name(entry), entry)
+                entries[i] = entry
+                bar.advance(task)
     return entries
 
 

@@ -190,7 +190,7 @@ def model_card(folder: Path, record: dict, labels: list[str], signature: list[di
         "",
         "## Run it",
         "```",
-        f"edgekd predict . \"some text\"      # same runtime and settings as above",
+        "edgekd predict . \"some text\"      # same runtime and settings as above",
         "```",
         "```python",
         _snippet(record, settings),

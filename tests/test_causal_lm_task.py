@@ -131,7 +131,7 @@ def test_bad_inputs_one_line_exit_2_no_run_folder(tiny, tmp_path, capsys, tiny_m
     save_tiny_lm(broken, layers=4)
     (broken / "model.safetensors").write_bytes(b"\x00garbage")
     (tmp_path / "d").mkdir()
-    cases["unreadable"] = write_lm_recipe(tmp_path / "d", data_dir, broken)
+    cases["corrupt or truncated"] = write_lm_recipe(tmp_path / "d", data_dir, broken)
     (tmp_path / "e").mkdir()
     cases["not found"] = write_lm_recipe(tmp_path / "e", data_dir, tmp_path / "missing")
     for expected, recipe in cases.items():

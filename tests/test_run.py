@@ -40,7 +40,7 @@ def test_run_writes_the_whole_run_folder(run_once):
             assert len(entry["samples_ms"]) == entry["latency_ms"]["n"]
             assert entry["energy_method"].startswith(("estimate", "rapl", "hwmon", "nvml", "command"))
     assert set(report["timings_s"]) >= {"distill", "export", "bench"}  # the stages before the report
-    assert "Teacher vs best student" in proc.stdout
+    assert "Teacher vs recommended student" in proc.stdout
 
 
 def test_rerun_resumes_and_skips_everything(run_once):

@@ -13,6 +13,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+from edgekd.report.recommend import DEFAULT_BUDGET, recommend
 from edgekd.benchmarks.contracts import REPORT_SCHEMA, BenchEntry, ContractError, Report
 from edgekd.errors import EdgekdError
 from edgekd.files import read_json, write_json_atomic, write_text_atomic
@@ -134,8 +135,26 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     recipe = _recipe(run_dir)
     env = environment.collect()
     env["bench"] = recipe.get("bench")
-    return Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
-                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")).to_dict()
+    env["targets"] = target_environments(entries)
+    report = Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
+                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    accuracy_budget=(recipe.get("report") or {}).get("accuracy_budget",
+                                                                       DEFAULT_BUDGET)).to_dict()
+    report["recommended"] = [{"setting": pick["label"], "name": pick["entry"]["name"],
+                              "within_budget": pick["within_budget"], "why": pick["why"]}
+                             for pick in recommend(report, report["accuracy_budget"])]
+    return report
+
+
+def target_environments(entries: list[dict[str, Any]]) -> dict[str, dict]:
+    """Each target's machine as its runner described it (the latest measured entry's
+    `environment`): the report's top-level environment is the host that built the report,
+    which for an SSH target is not the machine that ran the models."""
+    out: dict[str, dict] = {}
+    for entry in entries:
+        if entry.get("status", "ok") == "ok" and entry.get("environment"):
+            out[str(entry.get("target"))] = entry["environment"]
+    return out
 
 
 def _targets(report: dict[str, Any]) -> set:
@@ -180,21 +199,33 @@ def write_comparison(out_dir: Path, reports: list[dict[str, Any]]) -> dict[str, 
 
 def report_command(args) -> int:
     """`edgekd report RUN_DIR... [--out DIR]`: rebuild each run's report; with several runs (or
-    several targets and --out) also write the hardware comparison."""
+    several targets and --out) also write the hardware comparison. Every report is built and
+    the comparison checked before any file is written, so a refusal leaves the runs as they were."""
     from rich.console import Console
 
+    from edgekd.checks import check_output_dir
+    from edgekd.report.hardware import compare_targets
     from edgekd.report.summary import summary_table
 
+    compare = len(args.run_dirs) > 1 or bool(args.out)
+    out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "hardware-comparison"
+    if compare:
+        check_output_dir(out, "--out")
+    for run_dir in (Path(r) for r in args.run_dirs):
+        if run_dir.is_dir():  # its reports are rewritten; a missing one is build_report's error
+            check_output_dir(run_dir, "run folder")
+    reports = [build_report(Path(run_dir)) for run_dir in args.run_dirs]
+    if compare:
+        targets = compare_targets(reports)["targets"]
+        if len(targets) < 2:
+            raise EdgekdError("nothing to compare: every run was measured on the same target "
+                              f"({', '.join(targets) or 'none'})")
     console = Console()
-    reports = []
-    for run_dir in args.run_dirs:
-        report = build_report(Path(run_dir))
+    for run_dir, report in zip(args.run_dirs, reports):
         write_report(Path(run_dir), report)
-        reports.append(report)
         console.print(summary_table(report))
         console.print(f"report: {Path(run_dir) / 'report.html'}")
-    if len(reports) > 1 or args.out:
-        out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "hardware-comparison"
+    if compare:
         hardware = write_comparison(out, reports)
         console.print(f"hardware comparison of {', '.join(hardware['targets'])}: {out / 'comparison.html'}")
     return 0

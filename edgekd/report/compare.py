@@ -1,25 +1,33 @@
 """`edgekd compare BASELINE.json CANDIDATE.json`: the latency regression gate for CI.
 
 Entries are matched on (name, format, precision, target, threads, batch size, sequence length).
-For each pair the relative change of the chosen statistic (p50 by default) gets a 95% confidence
-interval by a percentile **bootstrap** of the ratio candidate/baseline: both sample sets are
-resampled independently with replacement (2000 resamples, fixed seed, so a rerun prints the same
-numbers). A regression is flagged only when the interval's *lower* bound is a slowdown beyond the
-threshold — noise alone does not fail the gate. Entries without raw samples are compared on their
-point values (a zero-width interval), and the table says "no samples, no interval".
-Exit code: 0 nothing regressed, 1 something did; bad input raises EdgekdError (exit 2).
+Matched entries must have been measured on comparable machines: the same CPU model, CPU flags,
+logical cores and runtime versions, read from each entry's own environment (collected by the
+runner on the target); a difference is refused with one line unless `--allow-different-env`.
+
+Each matched pair is judged by `gate_stats.judge` on the entries' repeats (K fresh-process
+measurements per side; docs/regression-gate.md): Welch's t on the per-repeat log-statistic, a
+one-sided test of "slower by more than the threshold", Holm's correction over all entries so the
+chance of any false alarm in the comparison is at most alpha. An old entry without repeats is
+one repeat (its verdict carries the warning). Exit code: 0 nothing regressed, 1 something did;
+bad input raises EdgekdError (exit 2). `--md FILE` writes the Markdown summary (a PR comment),
+`--json FILE` the verdicts.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from edgekd.benchmarks.contracts import ContractError, Report
 from edgekd.errors import EdgekdError
+
 MATCH_KEY = ("name", "format", "precision", "target", "threads", "batch_size", "seq_len")
-METRICS = {"p50": 50.0, "median": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "mean": None}
-RESAMPLES, SEED, CONFIDENCE = 2000, 0, 0.95
+METRICS = ("p50", "median", "p90", "p95", "p99", "mean")
+ALPHA = 0.05
+GATE_SCHEMA = "edgekd.gate/1"
+FLAT_WARNING = "{side} has no repeats: its samples are one repeat (measure with --repeats >= 3)"
 
 
 def parse_threshold(text: str) -> float:
@@ -55,122 +63,222 @@ def key_of(entry: dict[str, Any]) -> tuple:
     return tuple(entry.get(k) for k in MATCH_KEY)
 
 
-def statistic(samples, metric: str, axis=None):
-    """The chosen statistic (percentile or mean) of samples along `axis`."""
-    import numpy as np
-
-    q = METRICS[metric]
-    return np.mean(samples, axis=axis) if q is None else np.percentile(samples, q, axis=axis)
-
-
-def bootstrap_ratio(base, cand, metric: str = "p50", resamples: int = RESAMPLES,
-                    seed: int = SEED) -> tuple[float, float, float]:
-    """(point ratio, low, high): candidate/baseline ratio of `metric` with a percentile-bootstrap
-    95% interval from independent resamples of the two sample sets."""
-    import numpy as np
-
-    base, cand = np.asarray(base, dtype=float), np.asarray(cand, dtype=float)
-    rng = np.random.default_rng(seed)
-    ratios = np.empty(resamples)
-    # Chunks bound the memory of the index matrices (resamples x n) for long sample lists.
-    chunk = max(1, min(resamples, 2_000_000 // max(len(base), len(cand), 1)))
-    for start in range(0, resamples, chunk):
-        n = min(chunk, resamples - start)
-        b = statistic(base[rng.integers(0, len(base), (n, len(base)))], metric, axis=1)
-        c = statistic(cand[rng.integers(0, len(cand), (n, len(cand)))], metric, axis=1)
-        ratios[start:start + n] = c / b
-    alpha = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(ratios, [alpha, 1 - alpha])
-    return float(statistic(cand, metric) / statistic(base, metric)), float(low), float(high)
+def repeats_of(entry: dict[str, Any]) -> tuple[list[list[float]], bool]:
+    """The entry's repeats as lists of samples, and whether it had a `repeats` list at all (an
+    older entry's flat `samples_ms` is one repeat)."""
+    reps = [r.get("samples_ms") or [] for r in entry.get("repeats") or []]
+    if reps and all(reps):
+        return reps, True
+    samples = entry.get("samples_ms") or []
+    return ([samples] if samples else []), False
 
 
-def compare_entry(base: dict[str, Any], cand: dict[str, Any], metric: str,
-                  threshold: float) -> dict[str, Any]:
-    """One comparison row: values, change, interval, verdict (regressed/faster/unchanged/...)."""
-    row = {"key": key_of(base), "name": base.get("name"), "base": None, "cand": None,
-           "change": None, "low": None, "high": None, "method": "bootstrap", "verdict": "unchanged"}
-    if base.get("status", "ok") != "ok" or cand.get("status", "ok") != "ok":
-        # A candidate that stopped working is worse than any slowdown.
-        row["verdict"] = "regressed (failed)" if base.get("status", "ok") == "ok" else "baseline failed"
-        row["method"] = cand.get("error") or base.get("error") or "failed"
-        return row
-    bs, cs = base.get("samples_ms") or [], cand.get("samples_ms") or []
-    if len(bs) >= 2 and len(cs) >= 2:
-        row["base"], row["cand"] = float(statistic(bs, metric)), float(statistic(cs, metric))
-        ratio, low, high = bootstrap_ratio(bs, cs, metric)
-    else:
-        stat = "mean" if metric == "mean" else ("p50" if metric == "median" else metric)
-        b, c = (base.get("latency_ms") or {}).get(stat), (cand.get("latency_ms") or {}).get(stat)
-        if not b or c is None:
-            row.update(verdict="no data", method=f"no {stat} value")
-            return row
-        row["base"], row["cand"] = float(b), float(c)
-        ratio = low = high = float(c) / float(b)
-        row["method"] = "no samples, no interval"
-    row.update(change=ratio - 1, low=low - 1, high=high - 1)
-    if low - 1 > threshold:
-        row["verdict"] = "REGRESSED"
-    elif high - 1 < 0:
-        row["verdict"] = "faster"
-    return row
+def machine_of(entry: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two entries' numbers to be compared: CPU model, flags, logical
+    cores and runtime versions, from the entry's own environment (the target machine); an older
+    entry without one falls back to its `cpu` and `runtime_version` fields."""
+    from edgekd.benchmarks.runner import INTERESTING_FLAGS
+
+    env = entry.get("environment")
+    if env:
+        cpu = env.get("cpu") or {}
+        return {"CPU model": cpu.get("model"), "CPU flags": sorted(cpu.get("flags") or []),
+                "cores": cpu.get("cores_logical"), "runtime versions": env.get("runtimes") or {}}
+    cpu = entry.get("cpu") or {}
+    flags = set(cpu.get("flags") or [])
+    return {"CPU model": cpu.get("model"), "CPU flags": [f for f in INTERESTING_FLAGS if f in flags],
+            "cores": cpu.get("cores"),
+            "runtime versions": {entry.get("runtime"): entry.get("runtime_version")}}
+
+
+def machine_difference(base: dict[str, Any], cand: dict[str, Any]) -> str | None:
+    """The first difference between the machines of two entries, as words; None when equal."""
+    a, b = machine_of(base), machine_of(cand)
+    if bool(base.get("environment")) != bool(cand.get("environment")):
+        # one side is an older entry: compare only what both sides can say
+        a["runtime versions"] = b["runtime versions"] = None
+    for what in a:
+        if a[what] != b[what]:
+            if what == "CPU flags":
+                only_a = sorted(set(a[what]) - set(b[what]))
+                only_b = sorted(set(b[what]) - set(a[what]))
+                return f"CPU flags differ (baseline only: {only_a or 'none'}, candidate only: {only_b or 'none'})"
+            return f"{what} {a[what]!r} vs {b[what]!r}"
+    return None
+
+
+def _row(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key_of(base), "name": base.get("name"), "target": base.get("target"),
+            "threads": base.get("threads"), "batch_size": base.get("batch_size"),
+            "seq_len": base.get("seq_len"), "base": None, "cand": None, "ratio": None,
+            "ci_low": None, "ci_high": None, "confidence": None, "p_value": None,
+            "p_adjusted": None, "n_repeats": [0, 0], "method": None, "verdict": "unchanged",
+            "warning": None}
 
 
 def compare_reports(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]],
-                    metric: str = "p50", threshold: float = 0.05) -> dict[str, Any]:
-    """Match entries and compare each pair. Returns {"rows", "only_baseline", "only_candidate",
-    "regressed": int}. Raises EdgekdError when nothing matches."""
+                    metric: str = "p50", threshold: float = 0.05, *, alpha: float = ALPHA,
+                    allow_different_env: bool = False) -> dict[str, Any]:
+    """Match entries, check that their machines are comparable, and judge every pair.
+    Returns {"rows", "only_baseline", "only_candidate", "regressed", "method", "correction",
+    "env_differences", ...}. Raises EdgekdError when nothing matches or a machine differs."""
+    from edgekd.report.gate_stats import judge, statistic_of
+
     if metric not in METRICS:
         raise EdgekdError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
     cand_by_key = {key_of(e): e for e in candidate}
     base_keys = {key_of(e) for e in baseline}
-    rows = [compare_entry(e, cand_by_key[key_of(e)], metric, threshold)
-            for e in baseline if key_of(e) in cand_by_key]
-    if not rows:
+    pairs = [(e, cand_by_key[key_of(e)]) for e in baseline if key_of(e) in cand_by_key]
+    if not pairs:
         raise EdgekdError("nothing to compare: no entry of the candidate matches the baseline on "
                           f"({', '.join(MATCH_KEY)})")
-    return {"rows": rows, "metric": metric, "threshold": threshold,
+    differences = []
+    for base, cand in pairs:
+        if base.get("status", "ok") == "ok" and cand.get("status", "ok") == "ok":
+            diff = machine_difference(base, cand)
+            if diff:
+                differences.append(f"{base['name']} on {base.get('target')}: {diff}")
+    if differences and not allow_different_env:
+        raise EdgekdError(f"not comparable: {differences[0]} (--allow-different-env to compare anyway)")
+    rows, judged, flat = [], {}, {}
+    for base, cand in pairs:
+        row = _row(base, cand)
+        rows.append(row)
+        if base.get("status", "ok") != "ok" or cand.get("status", "ok") != "ok":
+            # A candidate that stopped working is worse than any slowdown.
+            row["verdict"] = "regressed (failed)" if base.get("status", "ok") == "ok" else "baseline failed"
+            row["method"] = cand.get("error") or base.get("error") or "failed"
+            continue
+        (b_reps, b_has), (c_reps, c_has) = repeats_of(base), repeats_of(cand)
+        if b_reps and c_reps:
+            judged[len(rows) - 1] = (b_reps, c_reps)
+            flat[len(rows) - 1] = [FLAT_WARNING.format(side=side) for side, has in
+                                   (("the baseline", b_has), ("the candidate", c_has)) if not has]
+            row["base"] = math.exp(sum(math.log(statistic_of(r, metric)) for r in b_reps) / len(b_reps))
+            row["cand"] = math.exp(sum(math.log(statistic_of(r, metric)) for r in c_reps) / len(c_reps))
+            continue
+        # No samples at all (a hand-made or trimmed report): point values, no test.
+        stat = "p50" if metric == "median" else metric
+        b, c = (base.get("latency_ms") or {}).get(stat), (cand.get("latency_ms") or {}).get(stat)
+        if not b or c is None:
+            row.update(verdict="no data", method=f"no {stat} value")
+            continue
+        row.update(base=float(b), cand=float(c), ratio=float(c) / float(b),
+                   method="no samples: point values, no test")
+        row["verdict"] = "REGRESSED" if row["ratio"] - 1 > threshold else "unchanged"
+    method = correction = None
+    if judged:
+        verdicts = judge({i: v for i, v in judged.items()}, threshold=threshold, alpha=alpha,
+                         statistic=metric)
+        for i, v in zip(judged, verdicts):
+            apply_verdict(rows[i], v, flat[i])
+        method, correction = verdicts[0].method, verdicts[0].correction
+    return {"rows": rows, "metric": metric, "threshold": threshold, "alpha": alpha,
+            "method": method, "correction": correction, "env_differences": differences,
             "only_baseline": [key_of(e) for e in baseline if key_of(e) not in cand_by_key],
             "only_candidate": [key_of(e) for e in candidate if key_of(e) not in base_keys],
             "regressed": sum(r["verdict"].startswith(("REGRESSED", "regressed")) for r in rows)}
 
 
+def apply_verdict(row: dict[str, Any], verdict, extra_warnings: list[str] = ()) -> None:
+    """Copy a gate_stats Verdict into a comparison row."""
+    row.update(ratio=verdict.ratio, ci_low=verdict.ci_low, ci_high=verdict.ci_high,
+               confidence=verdict.confidence, p_value=verdict.p_value,
+               p_adjusted=verdict.p_adjusted, method=verdict.method,
+               n_repeats=[verdict.n_repeats_baseline, verdict.n_repeats_candidate],
+               verdict="REGRESSED" if verdict.regressed else "faster" if verdict.improved
+               else "unchanged")
+    warnings = [*extra_warnings, *([verdict.warning] if verdict.warning else [])]
+    row["warning"] = "; ".join(warnings) or None
+
+
 def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:+.1f}%"
+    return "—" if value is None else f"{100 * (value - 1):+.1f}%"
+
+
+def method_line(result: dict[str, Any]) -> str:
+    """How the verdicts were reached, in one sentence."""
+    metric, threshold, alpha = result["metric"], result["threshold"], result["alpha"]
+    if not result.get("method"):
+        return "Method: no entry had samples to test."
+    return (f"Method: {result['method']} (statistic: {metric}); one-sided test of "
+            f"\"slower by more than {100 * threshold:g}%\" at alpha {alpha:g}, correction: "
+            f"{result['correction']}; intervals two-sided and simultaneous "
+            f"(docs/regression-gate.md).")
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    """The comparison as a Markdown table plus the unmatched entries and the verdict line."""
+    """The comparison as a Markdown table, the unmatched entries, warnings, method and verdict."""
     from edgekd.report.markdown import table
     from edgekd.report.rows import fmt_ms
 
-    metric, threshold = result["metric"], result["threshold"]
-    rows = []
+    metric = result["metric"]
+    rows, warnings = [], []
     for r in result["rows"]:
-        _, fmt, precision, target, threads, batch, seq = r["key"]
-        interval = (f"[{_pct(r['low'])}, {_pct(r['high'])}]" if r["method"] == "bootstrap"
-                    and r["low"] is not None else r["method"])
-        rows.append([r["name"], target, threads, batch, seq, fmt_ms(r["base"]), fmt_ms(r["cand"]),
-                     _pct(r["change"]), interval, r["verdict"]])
-    out = [table(("artifact", "target", "threads", "batch", "seq", f"baseline {metric}",
-                  f"candidate {metric}", "change", "95% CI", "verdict"), rows), ""]
-    for label, keys in (("Only in the baseline", result["only_baseline"]),
-                        ("Only in the candidate", result["only_candidate"])):
+        interval = (f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] @{100 * r['confidence']:.1f}%"
+                    if r["ci_low"] is not None else (r["method"] or "—"))
+        p_adj = "—" if r["p_adjusted"] is None else f"{r['p_adjusted']:.3g}"
+        rows.append([r["name"], r["target"], r["threads"], r["batch_size"], r["seq_len"],
+                     f"{r['n_repeats'][0]}/{r['n_repeats'][1]}", fmt_ms(r["base"]),
+                     fmt_ms(r["cand"]), _pct(r["ratio"]), interval, p_adj, r["verdict"]])
+        if r["warning"]:
+            warnings.append(f"- {r['name']} on {r['target']}: {r['warning']}")
+    header = (f"### edgekd latency gate ({result.get('mode', 'compare')}): "
+              + (f"{result['regressed']} regressed" if result["regressed"] else "no regression"))
+    out = [header, "", table(("artifact", "target", "threads", "batch", "seq", "repeats (base/cand)",
+                              f"baseline {metric}", f"candidate {metric}", "change", "CI",
+                              "p (adjusted)", "verdict"), rows), ""]
+    for label, keys in (("Only in the baseline", result.get("only_baseline") or []),
+                        ("Only in the candidate", result.get("only_candidate") or [])):
         if keys:
             out.append(f"{label} (not compared): " + "; ".join(
                 f"{k[0]} on {k[3]} t{k[4]} b{k[5]} s{k[6]}" for k in keys))
-    out.append(f"Method: percentile bootstrap of the {metric} ratio candidate/baseline, "
-               f"{RESAMPLES} resamples, seed {SEED}, {int(CONFIDENCE * 100)}% interval; a regression "
-               f"is flagged when the interval's lower bound exceeds +{100 * threshold:g}%.")
+    for diff in result.get("env_differences") or []:
+        out.append(f"Different machines (compared anyway, --allow-different-env): {diff}")
+    if warnings:
+        out += ["Warnings:", *warnings]
+    out.append(method_line(result))
     n = result["regressed"]
     out.append(f"**{n} of {len(result['rows'])} regressed.**" if n else
                f"**No regression** in {len(result['rows'])} compared entries.")
     return "\n".join(out) + "\n"
 
 
+def verdicts_document(result: dict[str, Any]) -> dict[str, Any]:
+    """The verdicts as plain data (`--json`), schema edgekd.gate/1."""
+    keep = ("name", "target", "threads", "batch_size", "seq_len", "verdict", "base", "cand",
+            "ratio", "ci_low", "ci_high", "confidence", "p_value", "p_adjusted", "n_repeats",
+            "method", "warning")
+    return {"schema": GATE_SCHEMA, "mode": result.get("mode", "compare"),
+            "metric": result["metric"], "threshold": result["threshold"], "alpha": result["alpha"],
+            "method": result.get("method"), "correction": result.get("correction"),
+            "regressed": result["regressed"], "compared": len(result["rows"]),
+            "env_differences": result.get("env_differences") or [],
+            "only_baseline": [list(k) for k in result.get("only_baseline") or []],
+            "only_candidate": [list(k) for k in result.get("only_candidate") or []],
+            "entries": [{k: r.get(k) for k in keep} for r in result["rows"]]}
+
+
+def write_outputs(result: dict[str, Any], markdown: str, md_file: str | None,
+                  json_file: str | None) -> None:
+    """Write the Markdown summary and/or the JSON verdicts, atomically, where asked."""
+    from edgekd.files import write_json_atomic, write_text_atomic
+
+    if md_file:
+        write_text_atomic(md_file, markdown)
+    if json_file:
+        write_json_atomic(json_file, verdicts_document(result))
+
+
 def compare_command(args) -> int:
-    """`edgekd compare BASELINE CANDIDATE [--metric p50] [--max-slowdown 5%]`: 0 ok, 1 regressed."""
+    """`edgekd compare BASELINE CANDIDATE [--metric p50] [--max-slowdown 5%]
+    [--allow-different-env] [--md FILE] [--json FILE]`: 0 ok, 1 regressed."""
     threshold = parse_threshold(args.max_slowdown)
     result = compare_reports(load_entries(args.baseline), load_entries(args.candidate),
-                             args.metric, threshold)
-    print(render_markdown(result), end="")
+                             args.metric, threshold,
+                             allow_different_env=getattr(args, "allow_different_env", False))
+    result["mode"] = "compare"
+    text = render_markdown(result)
+    print(text, end="")
+    write_outputs(result, text, getattr(args, "md", None), getattr(args, "json", None))
     return 1 if result["regressed"] else 0

@@ -12,7 +12,8 @@ from html import escape
 from typing import Any
 
 from edgekd.report import plots
-from edgekd.report.markdown import MAIN_COLUMNS, environment_lines, row_cells
+from edgekd.report.markdown import (MAIN_COLUMNS, environment_lines, row_cells,
+                                    target_environment_lines)
 from edgekd.report.rows import (
     comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_setting,
     is_estimate, latency, pareto_front, setting)
@@ -26,7 +27,7 @@ th,td{border:1px solid #e5e7eb;padding:4px 8px;text-align:right;white-space:nowr
 td:first-child,th:first-child{text-align:left}tr.teacher td{font-weight:700;background:#f9fafb}
 .estimate{color:#92400e;background:#fef3c7;border-radius:3px;padding:0 3px;font-style:italic}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plot{border:1px solid #e5e7eb;border-radius:6px;background:#fff}
-.note{color:#4b5563;font-size:13px}.failed td{color:#991b1b;text-align:left;white-space:normal}
+.note{color:#4b5563;font-size:13px}.answer table{font-size:15px}.failed td{color:#991b1b;text-align:left;white-space:normal}
 """
 
 # Counts uncaught errors; the test reads data-errors and data-ready from the dumped DOM.
@@ -112,6 +113,22 @@ def hardware_section(hardware: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def answer_section(report: dict[str, Any]) -> str:
+    """The first screen: teacher against the recommended student artifact, and why."""
+    from edgekd.report.summary import summary_rows, summary_title, summary_why
+
+    rows = summary_rows(report)
+    if not rows:
+        return ""
+    budget = report.get("accuracy_budget")
+    note = summary_why(report) + (f" Accuracy budget: {100 * budget:g} point(s) (recipe "
+                                  "report.accuracy_budget)." if budget is not None else "")
+    return (f'<section class="answer"><h2>{escape(summary_title(report))}</h2>'
+            + html_table(("", "teacher", "recommended student", "student vs teacher"),
+                         [list(r) for r in rows], cls="answer")
+            + f'<p class="note">{escape(note)}</p></section>')
+
+
 def render_html(report: dict[str, Any], hardware: dict[str, Any] | None = None,
                 title: str | None = None) -> str:
     """The whole report.html page; `hardware` (from hardware.compare_targets) adds its section."""
@@ -121,7 +138,8 @@ def render_html(report: dict[str, Any], hardware: dict[str, Any] | None = None,
     for row in comparison_rows(entries):
         groups.setdefault(setting(row["entry"]), []).append(row)
     body = [f"<h1>{escape(title)}</h1>",
-            f'<p class="note">created {escape(str(report.get("created") or ""))}</p>']
+            f'<p class="note">created {escape(str(report.get("created") or ""))}</p>',
+            answer_section(report)]
     if not groups and entries:
         body.append("<p>No artifact was measured successfully.</p>")
     body += [setting_section(rows) for rows in groups.values()]
@@ -134,9 +152,15 @@ def render_html(report: dict[str, Any], hardware: dict[str, Any] | None = None,
     if hardware and len(hardware.get("targets", [])) > 1:
         body.append(hardware_section(hardware))
     env = report.get("environment")
+    if env and env.get("targets"):
+        items = "".join(f"<li>{escape(line[2:].replace('**', ''))}</li>"
+                        for target, machine in env["targets"].items()
+                        for line in target_environment_lines(target, machine))
+        body += ["<h2>Targets (as each target's runner described its machine)</h2>",
+                 f"<ul class=\"targets\">{items}</ul>"]
     if env:
         items = "".join(f"<li>{escape(line[2:])}</li>" for line in environment_lines(env))
-        body += ["<h2>Environment</h2>", f"<ul>{items}</ul>"]
+        body += ["<h2>Environment (the host that built this report)</h2>", f"<ul>{items}</ul>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{escape(title)}</title><style>{CSS}</style><script>{SCRIPT}</script></head>"
             f"<body>{''.join(body)}</body></html>\n")

@@ -8,9 +8,9 @@ from edgekd.report.rows import (
     comparison_rows, failed_entries, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_pct,
     fmt_ratio, fmt_setting, latency, setting)
 
-MAIN_COLUMNS = ("artifact", "format", "precision", "accuracy", "retention", "p50", "p99",
-                "speed-up", "size", "size ratio", "peak memory", "energy / inference",
-                "energy method")
+# The artifact's name says its role, format and precision; an estimated energy is marked ≈.
+MAIN_COLUMNS = ("artifact", "accuracy", "retention", "p50", "p99", "speed-up", "size",
+                "size ratio", "peak memory", "GFLOP/s", "energy / inference")
 
 
 def cell(value: Any) -> str:
@@ -29,10 +29,11 @@ def table(header: tuple[str, ...] | list[str], rows: list[list[Any]]) -> str:
 def row_cells(row: dict[str, Any]) -> list[str]:
     """The main table's cells (plain text, in MAIN_COLUMNS order) for one comparison row."""
     e = row["entry"]
-    return [e["name"], e.get("format", "—"), e.get("precision", "—"), fmt_acc(e.get("accuracy")),
+    rate = e.get("gflop_per_s")
+    return [e["name"], fmt_acc(e.get("accuracy")),
             fmt_pct(row["retention"]), fmt_ms(latency(e)), fmt_ms(latency(e, "p99")),
             fmt_ratio(row["speedup"]), fmt_bytes(e.get("size_bytes")), fmt_ratio(row["size_ratio"]),
-            fmt_mb(e.get("peak_memory_mb")), fmt_energy(e), e.get("energy_method") or "none"]
+            fmt_mb(e.get("peak_memory_mb")), f"{rate:.1f}" if rate else "—", fmt_energy(e)]
 
 
 def main_rows(report: dict[str, Any]) -> dict[tuple, list[list[str]]]:
@@ -67,10 +68,40 @@ def environment_lines(env: dict[str, Any]) -> list[str]:
     return lines
 
 
+def target_environment_lines(target: str, env: dict[str, Any]) -> list[str]:
+    """One target's machine, as its runner described it, as a bullet."""
+    cpu = env.get("cpu") or {}
+    runtimes = ", ".join(f"{k} {v}" for k, v in (env.get("runtimes") or {}).items())
+    threads = ", ".join(f"{k}={v}" for k, v in (env.get("threads_env") or {}).items()) or "none set"
+    return [f"- **{target}** ({env.get('host', '?')}): {cpu.get('model') or 'unknown CPU'}, "
+            f"{cpu.get('cores_logical') or '?'} logical cores, flags: "
+            f"{', '.join(cpu.get('flags') or []) or 'none'}; memory {fmt_mb(env.get('memory_total_mb'))}; "
+            f"{env.get('os', '?')}; Python {env.get('python', '?')}; {runtimes or 'runtimes unknown'}; "
+            f"thread variables: {threads}"]
+
+
+def answer_markdown(report: dict[str, Any]) -> list[str]:
+    """The first screen: the teacher against the recommended student artifact, and why."""
+    from edgekd.report.summary import summary_rows, summary_title, summary_why
+
+    rows = summary_rows(report)
+    if not rows:
+        return []
+    budget = report.get("accuracy_budget")
+    return [f"## {summary_title(report)}", "",
+            table(("", "teacher", "recommended student", "student vs teacher"),
+                  [list(r) for r in rows]), "",
+            summary_why(report) + (f" Accuracy budget: {100 * budget:g} point(s) "
+                                   "(recipe `report.accuracy_budget`)." if budget is not None else ""),
+            "", "GFLOP: operations of one inference from the model's config; GFLOP/s: GFLOP / p50, "
+            "how close a runtime comes to the hardware. Energy marked ≈ is an estimate.", ""]
+
+
 def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = None) -> str:
     """The whole report.md text; `hardware` (from hardware.compare_targets) adds its section."""
     entries = report.get("entries", [])
     out = [f"# edgekd report: {report.get('run') or 'benchmark'}", ""]
+    out += answer_markdown(report)
     groups = main_rows(report)
     if not groups:
         out += ["No artifact was measured successfully.", ""]
@@ -88,7 +119,14 @@ def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = No
                        for e in failed]), ""]
     if hardware and len(hardware.get("targets", [])) > 1:
         out += [hardware_markdown(hardware), ""]
-    out += ["## Environment", "", *environment_lines(report.get("environment") or {}), ""]
+    targets = (report.get("environment") or {}).get("targets") or {}
+    if targets:
+        out += ["## Targets (as each target's runner described its machine)", ""]
+        for target, env in targets.items():
+            out += target_environment_lines(target, env)
+        out.append("")
+    out += ["## Environment (the host that built this report)", "",
+            *environment_lines(report.get("environment") or {}), ""]
     return "\n".join(out)
 
 

@@ -1,21 +1,20 @@
-"""The terminal table that ends a run: the teacher against the best student artifact.
+"""The teacher against the recommended student artifact: the report's first screen and the
+table that ends a run.
 
-"Best" is defined in `best_student` (an accuracy tolerance, then speed), in the setting where
-the teacher was measured first (the recipe's first target and thread count), so that the
-speed-up printed is a like-for-like ratio.
+"Recommended" is defined in `recommend.py`: in the setting where the teacher was measured first
+(the recipe's first target and thread count), the fastest student artifact whose accuracy is
+within the recipe's accuracy budget of the teacher's — so the speed-up printed is a
+like-for-like ratio and the accuracy given up is one the user agreed to.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from edgekd.report.recommend import DEFAULT_BUDGET, recommend
 from edgekd.report.rows import (
     Entry, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting, is_ok, latency, setting,
     teacher_for)
-
-# A student artifact within this many accuracy points (fraction 0.01 = 1 point) of the best
-# student accuracy counts as "as accurate"; among those the fastest wins.
-ACCURACY_TOLERANCE = 0.01
 
 
 def primary_setting(report: dict[str, Any]) -> tuple | None:
@@ -26,31 +25,29 @@ def primary_setting(report: dict[str, Any]) -> tuple | None:
     return setting(chosen[0]) if chosen else None
 
 
-def best_student(report: dict[str, Any]) -> Entry | None:
-    """The best student artifact of a report, or None when no student was measured.
-
-    Rule: among the student entries with status "ok" in the primary setting, take those whose
-    accuracy is within 1 point of the best student accuracy (entries without an accuracy only
-    count when no student has one), and return the one with the lowest p50 latency.
-    """
+def recommendation(report: dict[str, Any]) -> dict | None:
+    """The recommendation (entry, teacher, why) in the primary setting, or None."""
+    budget = report.get("accuracy_budget")
     where = primary_setting(report)
-    students = [e for e in report.get("entries", [])
-                if e.get("role") == "student" and is_ok(e) and setting(e) == where]
-    if not students:
-        return None
-    scored = [e for e in students if e.get("accuracy") is not None]
-    if scored:
-        top = max(e["accuracy"] for e in scored)
-        students = [e for e in scored if e["accuracy"] >= top - ACCURACY_TOLERANCE - 1e-12]
-    return min(students, key=lambda e: latency(e) or float("inf"))
+    for pick in recommend(report, DEFAULT_BUDGET if budget is None else budget):
+        if pick["setting"] == where:
+            return pick
+    return None
+
+
+def recommended_student(report: dict[str, Any]) -> Entry | None:
+    """The recommended student artifact in the primary setting (None when none was measured)."""
+    pick = recommendation(report)
+    return pick["entry"] if pick else None
 
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(metric, teacher, best student, student vs teacher) rows; empty when either is missing."""
-    student = best_student(report)
-    teacher = teacher_for(student, report.get("entries", [])) if student else None
-    if student is None or teacher is None:
+    """(metric, teacher, recommended student, student vs teacher) rows; empty when either is
+    missing."""
+    pick = recommendation(report)
+    if pick is None:
         return []
+    student, teacher = pick["entry"], teacher_for(pick["entry"], report.get("entries", []))
 
     def ratio(a, b):
         return fmt_ratio(a / b) if a and b else "—"
@@ -59,6 +56,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     diff = "—" if acc_t is None or acc_s is None else f"{100 * (acc_s - acc_t):+.2f} points"
     mem_t, mem_s = teacher.get("peak_memory_mb"), student.get("peak_memory_mb")
     e_t, e_s = teacher.get("energy_j"), student.get("energy_j")
+    g_t, g_s = teacher.get("gflop"), student.get("gflop")
     return [
         ("artifact", teacher["name"], student["name"], ""),
         ("accuracy", fmt_acc(acc_t), fmt_acc(acc_s), diff),
@@ -69,21 +67,36 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("size", fmt_bytes(teacher.get("size_bytes")), fmt_bytes(student.get("size_bytes")),
          f"{ratio(teacher.get('size_bytes'), student.get('size_bytes'))} smaller"),
         ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), f"{ratio(mem_t, mem_s)} less"),
+        ("GFLOP / inference", _gflop(g_t), _gflop(g_s), f"{ratio(g_t, g_s)} fewer" if g_t and g_s else "—"),
         ("energy / inference", fmt_energy(teacher), fmt_energy(student),
          f"{ratio(e_t, e_s)} less" if e_t and e_s else "—"),
     ]
 
 
+def _gflop(value: float | None) -> str:
+    return f"{value:.2f}" if value else "—"
+
+
+def summary_title(report: dict[str, Any]) -> str:
+    """"Teacher vs recommended student (setting)"."""
+    student = recommended_student(report)
+    return "Teacher vs recommended student" + (f" ({fmt_setting(student)})" if student else "")
+
+
+def summary_why(report: dict[str, Any]) -> str:
+    """Why that artifact: the budget rule as applied."""
+    pick = recommendation(report)
+    return f"Recommended: {pick['entry']['name']}, {pick['why']}." if pick else ""
+
+
 def summary_table(report: dict[str, Any]):
-    """A `rich.table.Table`: teacher vs best student artifact — accuracy, p50/p99 latency, size,
-    peak memory, energy, with the speed-up and size ratios."""
+    """A `rich.table.Table`: teacher vs the recommended student artifact — accuracy, p50/p99
+    latency, size, peak memory, GFLOP, energy, with the ratios; the reason as its caption."""
     from rich.table import Table
 
     rows = summary_rows(report)
-    student = best_student(report)
-    where = f" ({fmt_setting(student)})" if student else ""
-    table = Table(title=f"Teacher vs best student{where}")
-    for column in ("", "teacher", "best student", "student vs teacher"):
+    table = Table(title=summary_title(report), caption=summary_why(report) or None)
+    for column in ("", "teacher", "recommended student", "student vs teacher"):
         # fold, not ellipsis: artifact names are the point of the table
         table.add_column(column, justify="left" if not column else "right", overflow="fold")
     if not rows:

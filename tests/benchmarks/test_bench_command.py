@@ -155,3 +155,99 @@ def test_failed_entry_keeps_identity(onnx_dir):
     entry = failed_entry(onnx_dir, "local", 4, "target unreachable")
     assert entry["status"] == "failed" and entry["name"] == "student-onnx-fp32"
     assert entry["latency_ms"] is None and entry["error"] == "target unreachable"
+
+
+@pytest.fixture
+def runner_calls(monkeypatch):
+    """The artifacts the local target really runs, in order (recorded, not replaced)."""
+    from edgekd.targets.local import LocalTarget
+
+    calls = []
+    real = LocalTarget.run_runner
+
+    def recording(self, artifact, inputs, options, timeout_s):
+        calls.append(Path(artifact).name)
+        return real(self, artifact, inputs, options, timeout_s)
+
+    monkeypatch.setattr(LocalTarget, "run_runner", recording)
+    return calls
+
+
+def test_repeats_are_fresh_processes_interleaved_and_all_kept(onnx_dir, openvino_dir, tmp_path,
+                                                              runner_calls):
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(onnx_dir), str(openvino_dir), "--repeats", "3", "--energy", "none",
+                 *FAST, "--out", str(out)]) == 0
+    # repeat 1 of every artifact, then repeat 2, then repeat 3
+    assert runner_calls == ["model.onnx", "model.xml"] * 3
+    for entry in json.loads(out.read_text())["entries"]:
+        reps = entry["repeats"]
+        assert len(reps) == 3
+        assert entry["samples_ms"] == [x for r in reps for x in r["samples_ms"]]   # pooled
+        assert entry["latency_ms"]["n"] == sum(r["latency_ms"]["n"] for r in reps)
+        assert entry["load_time_ms"] == sorted(r["load_time_ms"] for r in reps)[1]  # median
+        env = entry["environment"]       # described by the runner, on the target
+        assert env["cpu"]["model"] and env["cpu"]["cores_logical"] >= 1
+        assert env["runtimes"][entry["runtime"]] == entry["runtime_version"]
+        assert env["memory_total_mb"] > 0 and env["os"]
+
+
+def test_repeats_must_be_positive(onnx_dir, tmp_path, capsys, runner_calls):
+    assert main(["bench", str(onnx_dir), "--repeats", "0", "--out", str(tmp_path / "o.json")]) == 2
+    assert "--repeats must be >= 1" in capsys.readouterr().err and not runner_calls
+
+
+def test_a_stored_entry_gets_more_repeats_only_when_measured_the_same_way(onnx_dir):
+    from edgekd.benchmarks.bench import is_complete, measure_round_robin, prepare
+
+    m = prepare(onnx_dir, "local", threads=1, batch_size=1, seq_len=None, warmup=1,
+                min_iterations=3, min_time_s=0, energy="none")
+    (one,) = measure_round_robin([m], 1)
+    assert not is_complete(one, 2) and is_complete(one, 1)
+    two = m.entry(m.run_once(), one)
+    assert len(two["repeats"]) == 2 and is_complete(two, 2)
+    assert two["repeats"][0] == one["repeats"][0]
+    other_runtime = {**one, "runtime_version": "0.0.1"}
+    assert len(m.entry(m.run_once(), other_runtime)["repeats"]) == 1   # started over
+
+
+def test_bench_stage_interleaves_repeats_and_resumes_per_repeat(onnx_dir, openvino_dir, tmp_path,
+                                                                runner_calls):
+    """`edgekd run`'s bench stage: round-robin over the jobs, one file per entry rewritten after
+    every repeat, a rerun adds only the missing repeats (here the teacher and student folders are
+    missing: their jobs fail once, are recorded, and are not retried within the run)."""
+    from types import SimpleNamespace
+
+    from edgekd.recipe import BenchConfig
+    from edgekd.stages import bench_stage
+
+    run = tmp_path / "run"
+    for folder in (onnx_dir, openvino_dir):
+        shutil.copytree(folder, run / "exports" / json.loads(
+            (folder / "export.json").read_text())["name"])
+
+    def recipe(repeats):
+        return SimpleNamespace(seq_len=16, bench=BenchConfig(
+            targets=["local"], threads=[1], warmup=1, min_iterations=3, min_time_s=0,
+            energy="none", repeats=repeats))
+
+    entries = bench_stage(recipe(2), run)
+    assert runner_calls == ["model.onnx", "model.xml"] * 2
+    by_name = {e["name"]: e for e in entries}
+    assert by_name["teacher"]["status"] == by_name["student"]["status"] == "failed"
+    files = {p.name: json.loads(p.read_text()) for p in (run / "bench" / "local").glob("*.json")}
+    onnx_file = next(n for n in files if n.startswith("student-onnx-fp32-t1-b1-"))
+    assert [len(f.get("repeats") or []) for n, f in sorted(files.items())
+            if f["status"] == "ok"] == [2, 2]
+    # an interrupted run: the ONNX entry holds one repeat only
+    partial = files[onnx_file]
+    partial["repeats"] = partial["repeats"][:1]
+    (run / "bench" / "local" / onnx_file).write_text(json.dumps(partial))
+    runner_calls.clear()
+    bench_stage(recipe(2), run)
+    assert runner_calls == ["model.onnx"]
+    # asking for more repeats measures the missing ones, again interleaved
+    runner_calls.clear()
+    entries = bench_stage(recipe(3), run)
+    assert runner_calls == ["model.onnx", "model.xml"]
+    assert sorted(len(e["repeats"]) for e in entries if e["status"] == "ok") == [3, 3]

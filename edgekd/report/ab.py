@@ -1,0 +1,105 @@
+"""`edgekd ab BASELINE CANDIDATE`: the paired A/B latency gate, the recommended CI mode.
+
+Both artifacts are measured now, on one target, each run in its own fresh runner process, in
+pairs: A B, then B A, then A B, ... (each pair starts with the side the previous one ended with,
+so a trend over the session does not favour a side). Each pair gives log(stat of B / stat of A);
+whatever slows the machine for both members of a pair (another job, a thermal state) cancels in
+that ratio. `gate_stats.judge_paired` decides with a one-sided t-test over the pairs
+(docs/regression-gate.md). Exit code: 0 no regression, 1 regression, 2 bad input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.errors import EdgekdError
+
+
+def pair_order(pairs: int) -> list[tuple[int, int]]:
+    """(pair index, side) in the order they are measured; side 0 is A (baseline), 1 is B."""
+    order = []
+    for i in range(pairs):
+        first = i % 2
+        order += [(i, first), (i, 1 - first)]
+    return order
+
+
+def measure_pairs(baseline, candidate, pairs: int, on_run=None) -> tuple[list[tuple], list[dict]]:
+    """Run two prepared `Measurement`s (edgekd.benchmarks.bench) alternately in `pairs` pairs.
+    Returns the pairs [(a_samples, b_samples), ...] and the two entries holding every repeat.
+    `on_run(pair, side, entry)` is called after each runner process."""
+    if pairs < 1:
+        raise EdgekdError(f"--pairs must be >= 1, got {pairs}")
+    sides = (baseline, candidate)
+    samples: list[list] = [[None, None] for _ in range(pairs)]
+    entries: list[dict | None] = [None, None]
+    for i, side in pair_order(pairs):
+        result = sides[side].run_once()
+        entries[side] = sides[side].entry(result, entries[side])
+        samples[i][side] = result.samples_ms
+        if on_run:
+            on_run(i, side, entries[side])
+    return [tuple(p) for p in samples], entries
+
+
+def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: float,
+              alpha: float) -> dict[str, Any]:
+    """The paired verdict as a comparison result (the shape `compare.render_markdown` shows)."""
+    import math
+
+    from edgekd.report.compare import METRICS, apply_verdict
+    from edgekd.report.gate_stats import judge_paired, statistic_of
+
+    if metric not in METRICS:
+        raise EdgekdError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
+    a, b = entries
+    verdict = judge_paired(pairs, threshold=threshold, alpha=alpha, statistic=metric)
+
+    def geo(side: int) -> float:
+        return math.exp(sum(math.log(statistic_of(p[side], metric)) for p in pairs) / len(pairs))
+
+    row = {"key": None, "name": a["name"] if a["name"] == b["name"] else f"{a['name']} → {b['name']}",
+           "target": a["target"], "threads": a["threads"], "batch_size": a["batch_size"],
+           "seq_len": a["seq_len"], "base": geo(0), "cand": geo(1)}
+    apply_verdict(row, verdict)
+    return {"rows": [row], "metric": metric, "threshold": threshold, "alpha": alpha,
+            "method": verdict.method, "correction": verdict.correction, "env_differences": [],
+            "only_baseline": [], "only_candidate": [], "mode": "ab",
+            "regressed": int(row["verdict"] == "REGRESSED")}
+
+
+def ab_command(args) -> int:
+    """Handler of `edgekd ab`."""
+    from rich.console import Console
+
+    from edgekd.benchmarks.bench import bench_document, prepare
+    from edgekd.files import write_json_atomic
+    from edgekd.report.compare import ALPHA, parse_threshold, render_markdown, write_outputs
+    from edgekd.targets.profiles import get_target
+
+    threshold = parse_threshold(args.max_slowdown)
+    if args.threads < 1 or args.batch_size < 1 or args.min_iterations < 1 or args.warmup < 0 \
+            or args.min_time < 0 or (args.seq_len is not None and args.seq_len < 1):
+        raise EdgekdError("--threads, --batch-size, --min-iterations, --seq-len must be >= 1; "
+                          "--warmup and --min-time >= 0")
+    if args.pairs < 2:
+        raise EdgekdError(f"--pairs must be >= 2 for a paired test (5 recommended), got {args.pairs}")
+    target = get_target(args.target)
+    sides = [prepare(path, target, threads=args.threads, batch_size=args.batch_size,
+                     seq_len=args.seq_len, warmup=args.warmup, min_iterations=args.min_iterations,
+                     min_time_s=args.min_time, energy="none")
+             for path in (args.baseline, args.candidate)]
+    console = Console(stderr=True)
+
+    def ran(pair: int, side: int, entry: dict) -> None:
+        p50 = entry["repeats"][-1]["latency_ms"]["p50"]
+        console.print(f"  pair {pair + 1}/{args.pairs} {'AB'[side]} ({entry['name']}): p50 {p50:.3f} ms")
+
+    pairs, entries = measure_pairs(*sides, args.pairs, on_run=ran)
+    result = ab_result(pairs, entries, args.metric, threshold, ALPHA)
+    text = render_markdown(result)
+    print(text, end="")
+    write_outputs(result, text, args.md, args.json)
+    if args.out:
+        write_json_atomic(args.out, bench_document(entries))
+    return 1 if result["regressed"] else 0
