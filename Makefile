@@ -9,7 +9,7 @@ PIP    := $(PY) -m pip
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.edgekd-installed
 
-.PHONY: sweep test-slow setup system-deps device-venv demo test e2e bench-fidelity gate-calibration clean
+.PHONY: sweep test-slow setup system-deps device-venv demo demo-llm test e2e bench-fidelity gate-calibration clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ device-venv:
 
 demo: setup
 	$(VENV)/bin/edgekd run
+
+# A student LLM distilled from SmolLM2-135M on BBC News (distillation only for now).
+demo-llm: setup
+	$(VENV)/bin/edgekd distill smollm2-bbc
 
 test: setup system-deps device-venv
 	$(PY) -m pytest -q -rs --durations=10

@@ -261,3 +261,43 @@ def load_data_argument(value: str, max_length: int | None = None) -> tuple[TaskD
         return load_task_data(recipe.data), max_length or recipe.data.max_length
     cfg = DataConfig(path=value, max_length=max_length or 128)
     return load_task_data(cfg), cfg.max_length
+
+
+def load_text_data(cfg: DataConfig) -> TaskData:
+    """Plain text for a language model: the source's texts (labels ignored), split into train /
+    validation / test by the fractions unless the source has its own splits. Labels are empty;
+    every example's label is 0."""
+    path = resolve_path(cfg.path)
+    rows_by_split = read_source(path, cfg.text_column, None)
+    if set(rows_by_split) == {"all"}:
+        rows_by_split = split_rows([(text, None) for text, _ in rows_by_split["all"]],
+                                   cfg.split.validation, cfg.split.test, cfg.split.seed)
+    rows_by_split.setdefault("validation", [])
+    for split in ("train", "test"):
+        if not rows_by_split.get(split):
+            raise EdgekdError(f"data {path}: the {split} split is empty (too few texts?)")
+
+    def examples(split: str) -> list[Example]:
+        return [Example(text, 0) for text, _ in rows_by_split[split]]
+
+    return TaskData([], examples("train"), examples("validation"), examples("test"))
+
+
+def chunk_texts(tokenizer, texts: list[str], max_length: int, min_tokens: int = 8) -> list[str]:
+    """Cut each text into pieces of at most `max_length` tokens (special tokens the tokenizer
+    adds included), at token boundaries found through the offset mapping, so re-tokenizing a
+    piece gives back (almost always exactly) its tokens. Pieces under `min_tokens` are dropped;
+    a piece may start with the space that belongs to its first word."""
+    room = max(2, max_length - tokenizer.num_special_tokens_to_add())
+    pieces = []
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    for text, offsets in zip(texts, encoded["offset_mapping"]):
+        for start in range(0, len(offsets), room):
+            span = offsets[start:start + room]
+            if len(span) >= min_tokens:
+                # from the end of the previous token (a leading space stays with its word) to
+                # the end of the last, so the piece re-tokenizes into the same tokens
+                begin = offsets[start - 1][1] if start else 0
+                end = span[-1][1] if start + room < len(offsets) else len(text)
+                pieces.append(text[begin:end])
+    return [p for p in pieces if p.strip()]

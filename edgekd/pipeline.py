@@ -34,18 +34,29 @@ def prepare(args) -> Prepared:
     from edgekd.checks import check_output_dir
     from edgekd.console import quiet_libraries
     from edgekd.data import load_task_data
+    from edgekd.tasks import get_task
 
     quiet_libraries()
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(recipe_file(args.recipe), args.overrides)
     run_dir = Path(args.out) if args.out else Path("runs") / recipe.name
     check_output_dir(run_dir, "run folder")
     check_run_folder(run_dir, recipe)
-    data = load_task_data(recipe.data)
+    # A task may read its own data (optional hook; the classifier's labelled data otherwise).
+    data = getattr(get_task(recipe.task), "load_data", load_task_data)(recipe.data)
     teacher_source = check_models(recipe)
     check_targets(recipe)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")
     return Prepared(recipe, run_dir, data, teacher_source)
+
+
+def recipe_file(value: str | None):
+    """A recipe argument as a path: a bare name that is no file (`smollm2-bbc`) is a built-in."""
+    from edgekd.recipe import builtin_recipe_path
+
+    if value and not Path(value).exists() and Path(value).suffix == "" and "/" not in value:
+        return builtin_recipe_path(value)
+    return value
 
 
 def check_models(recipe: Recipe) -> str:
@@ -59,7 +70,9 @@ def check_models(recipe: Recipe) -> str:
     from edgekd.tasks import get_task
 
     task = get_task(recipe.task)
-    teacher_source = check_model_source(recipe.teacher.model, "teacher")
+    # optional task hook: a task may name models of its own (causal-lm: `builtin:smollm2`)
+    teacher_source = check_model_source(getattr(task, "resolve_model", str)(recipe.teacher.model),
+                                        "teacher")
     if Path(teacher_source).is_dir():
         check_weights(teacher_source, "teacher")
     teacher_config = load_config(teacher_source)
@@ -84,6 +97,8 @@ def check_models(recipe: Recipe) -> str:
     if d.layer_map is not None or d.hidden_loss > 0 or d.attention_loss > 0:
         parse_layer_map(d.layer_map, student_layer_count(recipe.student, teacher_config),
                         teacher_config.num_hidden_layers)
+    if hasattr(task, "check_recipe"):           # optional task hook: its own checks
+        task.check_recipe(recipe, teacher_source, teacher_config)
     return teacher_source
 
 
@@ -136,8 +151,16 @@ def distill_command(args) -> int:
     console.rule(f"[bold]edgekd distill[/] {prepared.recipe.name} -> {prepared.run_dir}")
     console.print(f"data: {prepared.data.summary()}")
     result = distill_stage(prepared)
-    console.print(distill_table(result.teacher_metrics, result.student_metrics))
+    console.print(_table_of(prepared.recipe, distill_table)(result.teacher_metrics,
+                                                           result.student_metrics))
     return 0
+
+
+def _table_of(recipe: Recipe, default):
+    """The task's own teacher-vs-student table, when it has one."""
+    from edgekd.tasks import get_task
+
+    return getattr(get_task(recipe.task), "distill_table", default)
 
 
 def distill_stage(prepared: Prepared):
@@ -156,10 +179,20 @@ def run_command(args) -> int:
     """`edgekd run`: distill -> export (+ verify) -> bench -> report, resuming what is done."""
     from edgekd.console import console
     from edgekd.report.summary import print_summary
+    from edgekd.tasks import get_task
 
     started = time.perf_counter()
+    planned = load_recipe(recipe_file(args.recipe), args.overrides)
+    # A task whose artifacts cannot be exported yet runs only its distillation, and only when
+    # the recipe asks for no export (export.formats: []), so nothing is silently left out.
+    distill_only = not getattr(get_task(planned.task), "EXPORTABLE", True)
+    if distill_only and planned.export.formats:
+        raise EdgekdError(f"export and benchmark of task '{planned.task}' are not there yet: set "
+                          "export.formats to [] to distil only (or use `edgekd distill`)")
     prepared = prepare(args)
     console.rule(f"[bold]edgekd run[/] {prepared.recipe.name} -> {prepared.run_dir}")
+    if distill_only:
+        return _distill_only(prepared)
     report = run_stages(prepared, started)
     timings = prepared.timings
     print_summary(report, console)
@@ -173,6 +206,20 @@ def run_command(args) -> int:
     return 1 if failed else 0
 
 
+def _distill_only(prepared: Prepared) -> int:
+    """`edgekd run` of a task without export yet: the distillation stage, then a clear stop."""
+    from edgekd.console import console, distill_table
+
+    recipe = prepared.recipe
+    console.print(f"data: {prepared.data.summary()}")
+    console.rule("1/4 distill")
+    result = distill_stage(prepared)
+    console.print(_table_of(recipe, distill_table)(result.teacher_metrics, result.student_metrics))
+    console.print(f"[yellow]task {recipe.task}: export, bench and report are not there yet; "
+                  f"stopped after distillation[/] (results in {prepared.run_dir})")
+    return 0
+
+
 def run_stages(prepared: Prepared, started: float | None = None) -> dict:
     """The four stages over a prepared run folder (each skips finished work); the report."""
     from edgekd import stages
@@ -183,7 +230,7 @@ def run_stages(prepared: Prepared, started: float | None = None) -> dict:
     console.print(f"data: {prepared.data.summary()}")
     console.rule("1/4 distill")
     result = distill_stage(prepared)
-    console.print(distill_table(result.teacher_metrics, result.student_metrics))
+    console.print(_table_of(recipe, distill_table)(result.teacher_metrics, result.student_metrics))
     console.rule("2/4 export + verify")
     timings["export"] = _timed(lambda: stages.export_stage(recipe, prepared.data, run_dir))
     console.rule("3/4 bench")

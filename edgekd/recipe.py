@@ -22,6 +22,9 @@ from edgekd.errors import EdgekdError
 # What every format exports; other precisions (OpenVINO bf16) are asked for by name.
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 DEFAULT_RECIPE = "bbc-news"
+# The token-level losses of edgekd/distillation/lm_losses.py (DIVERGENCES; that module imports
+# torch, so the names are repeated here and a test keeps the two equal).
+KD_KINDS = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
 
 
 def _default_formats() -> list[str]:
@@ -49,10 +52,13 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     max_length: int = 128
     unlabeled: str | None = None
+    max_train_chunks: int | None = None   # causal-LM: at most this many training chunks
 
     def __post_init__(self):
         if self.max_length < 8:
             raise ValueError("max_length must be at least 8")
+        if self.max_train_chunks is not None and self.max_train_chunks < 1:
+            raise ValueError("max_train_chunks must be >= 1 (or null for all)")
 
 
 @dataclass
@@ -151,8 +157,23 @@ class DistillConfig:
     batch_size: int = 16
     seed: int = 0
     cache_teacher: bool = True
+    # Causal-LM task only (edgekd/distillation/lm_stage.py); the classifier ignores them.
+    kd: str = "forward_kl"        # forward_kl | reverse_kl | jsd | skew_kl | skew_reverse_kl
+    beta: float = 0.5             # jsd: the mixture weight of the teacher (GKD)
+    skew: float = 0.1             # skew_kl / skew_reverse_kl: the skew alpha (DistiLLM)
+    top_k: int = 32               # teacher log-probs cached per position (sparse KD)
+    eval_texts: int = 64          # held-out chunks scored for perplexity / agreement
+    eval_prompts: int = 16        # held-out prompts whose greedy continuations are compared
 
     def __post_init__(self):
+        if self.kd not in KD_KINDS:
+            raise ValueError(f"distill.kd must be one of {', '.join(KD_KINDS)} (got '{self.kd}')")
+        if not 0 < self.beta < 1:
+            raise ValueError("distill.beta must be strictly between 0 and 1")
+        if not 0 <= self.skew < 1:
+            raise ValueError("distill.skew must be in [0, 1)")
+        if self.top_k < 1 or self.eval_texts < 1 or self.eval_prompts < 1:
+            raise ValueError("distill.top_k, eval_texts and eval_prompts must be >= 1")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
         if not 0 <= self.alpha <= 1:

@@ -8,6 +8,7 @@ under `checkpoints/` let an interrupted training resume.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ def run_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source: s
     from edgekd.tasks import get_task
 
     task = get_task(recipe.task)
+    if getattr(task, "DISTILL_STAGE", None):   # a task with its own stage ("module:function")
+        module, _, function = task.DISTILL_STAGE.partition(":")
+        return getattr(importlib.import_module(module), function)(recipe, data, run_dir,
+                                                                  teacher_source, log)
     run_dir = Path(run_dir)
     teacher_dir, student_dir = run_dir / "teacher", run_dir / "student"
     skipped = []

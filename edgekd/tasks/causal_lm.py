@@ -1,0 +1,287 @@
+"""Causal language modelling: a Hugging Face decoder-only LM (Llama, SmolLM2, Qwen2, GPT-2, ...).
+
+Inputs are token ids and an attention mask; the output is next-token logits at every position.
+Quality on held-out text is perplexity, top-1 next-token agreement with the teacher, and the
+agreement of greedy continuations with the teacher's (token match rate over the first
+`GREEDY_NEW_TOKENS` new tokens of held-out prompts). Parity between an artifact and its PyTorch
+source is greedy-token parity: the share of identical generated tokens (`parity`, on token
+arrays, so an exporter can use it on whatever runtime generated the tokens).
+
+`reference_outputs` is therefore not logits but the greedy tokens an artifact must reproduce.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import EdgekdError, first_line
+
+TASK = "causal-lm"
+ONNX_TASK = "text-generation-with-past"     # optimum's name for the export with a KV cache
+INPUT_NAMES = ("input_ids", "attention_mask")
+GREEDY_NEW_TOKENS = 32
+GENERATED_EXAMPLES = 8
+# Share of greedy tokens that must equal PyTorch's. One early flip changes every later token,
+# so the lower precisions get lower bars; the recipe may ask for more later.
+MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.99, "bf16": 0.90, "int8-dynamic": 0.80,
+                 "int8-static": 0.80, "int4": 0.50}
+BUILTIN_TEACHERS = ("builtin:smollm2",)
+DISTILL_STAGE = "edgekd.distillation.lm_stage:run_lm_distill"   # called by stage.run_distill
+EXPORTABLE = False      # export with a KV cache comes later: `edgekd run` stops after distill
+
+
+def resolve_model(value: str) -> str:
+    """`builtin:smollm2` -> the folder of the SmolLM2-135M-Instruct teacher (built once from its
+    GGUF by `edgekd.llm_teacher.prepare_smollm2`); any other value unchanged."""
+    if not value.startswith("builtin:"):
+        return value
+    if value not in BUILTIN_TEACHERS:
+        raise EdgekdError(f"unknown built-in model '{value}' (known: {', '.join(BUILTIN_TEACHERS)})")
+    from edgekd.llm_teacher import prepare_smollm2
+
+    return str(prepare_smollm2())
+
+
+def load_data(cfg):
+    """Plain text for language modelling (labels, if the source has any, are ignored)."""
+    from edgekd.data import load_text_data
+
+    return load_text_data(cfg)
+
+
+def check_config(config, where: str) -> None:
+    """Refuse a model that is not a causal LM (e.g. an encoder classifier) before any work starts."""
+    architectures = getattr(config, "architectures", None) or []
+    if not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        kind = architectures[0] if architectures else getattr(config, "model_type", "unknown")
+        raise EdgekdError(f"{where} is not a causal language model ({kind}); a {TASK} recipe "
+                          "needs a decoder such as Llama, SmolLM2 or GPT-2")
+
+
+def check_recipe(recipe, teacher_source: str, teacher_config) -> None:
+    """Before any work: the teacher's weights must be readable, and the student's vocabulary
+    must map index to index onto the teacher's (same size and the same tokens; a trimmed
+    student gets its map from `student.vocabulary`)."""
+    from edgekd.models import check_model_source, load_config
+
+    _check_weights(teacher_source, "the teacher")
+    student = recipe.student
+    size = teacher_config.vocab_size
+    if student.config is not None and student.config.get("vocab_size", size) != size:
+        raise EdgekdError(f"student.config.vocab_size={student.config['vocab_size']} does not map "
+                          f"onto the teacher's vocabulary of {size}; use student.vocabulary to trim")
+    if student.model is None:
+        return
+    source = check_model_source(student.model, "student")
+    config = load_config(source)
+    check_config(config, f"the student {source}")
+    _check_weights(source, "the student")
+    if config.vocab_size != size or _vocabulary(source) != _vocabulary(teacher_source):
+        raise EdgekdError(f"the student {source} has another vocabulary than the teacher "
+                          f"({config.vocab_size} vs {size} tokens, or other tokens): token-level "
+                          "distillation needs the teacher's tokenizer")
+
+
+def _vocabulary(source: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source).get_vocab()
+    except (OSError, ValueError, TypeError) as exc:
+        raise EdgekdError(f"cannot load the tokenizer of '{source}': {first_line(exc)}") from None
+
+
+def _check_weights(source: str, what: str) -> None:
+    """A local folder's weight files must exist and their headers parse (a truncated or
+    corrupt file is caught here, not after the run folder exists)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return                                   # a hub id: loading will tell
+    files = sorted(folder.glob("*.safetensors"))
+    if not files and not list(folder.glob("*.bin")):
+        raise EdgekdError(f"{what} folder {source} holds no weights (*.safetensors or *.bin)")
+    from safetensors import safe_open
+
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # safetensors raises its own error types
+            raise EdgekdError(f"{what} weights {file} are unreadable: {first_line(exc)}") from None
+
+
+def load_model(source: str, labels=None, what: str = "model", attn_implementation: str | None = None):
+    """The causal LM for training, from a folder or id (`labels` is accepted and ignored, so the
+    call matches the classification task's)."""
+    from transformers import AutoModelForCausalLM
+
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **extra)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise EdgekdError(f"cannot load {what} from '{source}': {first_line(exc)}") from None
+    return model.float()
+
+
+def load_reference(model_dir: Path, attn_implementation: str | None = None):
+    """The saved causal LM in fp32 eval mode: the verification reference, what exporters convert."""
+    return load_model(str(model_dir), what="the model", attn_implementation=attn_implementation).eval()
+
+
+def input_names(model, model_dir: Path) -> tuple[str, ...]:
+    """Token ids and attention mask (positions follow from the mask)."""
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    if "input_ids" not in accepted:
+        raise EdgekdError(f"{type(model).__name__} does not take input_ids")
+    return tuple(n for n in INPUT_NAMES if n in accepted)
+
+
+def pad_batch(sequences: list[list[int]], pad_id: int, left: bool = False):
+    """int64 (ids, mask) [n, longest] of token lists; left padding for prompts to generate from."""
+    longest = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), longest), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        span = slice(longest - len(seq), longest) if left else slice(0, len(seq))
+        ids[row, span], mask[row, span] = seq, 1
+    return ids, mask
+
+
+def greedy_tokens(model, prompts: dict[str, np.ndarray], new_tokens: int = GREEDY_NEW_TOKENS,
+                  batch_size: int = 8, pad_id: int = 0) -> np.ndarray:
+    """Greedy continuations [n, new_tokens] of left-padded prompts (`input_ids`,
+    `attention_mask`); exactly `new_tokens` each (an end token does not stop it, so every row
+    is comparable position by position)."""
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for i in range(0, len(prompts["input_ids"]), batch_size):
+            ids = torch.from_numpy(np.asarray(prompts["input_ids"][i:i + batch_size], np.int64))
+            mask = torch.from_numpy(np.asarray(prompts["attention_mask"][i:i + batch_size], np.int64))
+            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
+                                 max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                 pad_token_id=pad_id)
+            rows.append(out[:, ids.shape[1]:].numpy())
+    return np.concatenate(rows).astype(np.int64)
+
+
+def reference_outputs(model, inputs: dict[str, np.ndarray], batch_size: int = 8) -> np.ndarray:
+    """PyTorch's greedy tokens [n, GREEDY_NEW_TOKENS] from the prompts in `inputs` (left-padded
+    `input_ids` + `attention_mask`): what an artifact must reproduce."""
+    pad = getattr(model.config, "pad_token_id", None)
+    pad = pad if pad is not None else (getattr(model.config, "eos_token_id", None) or 0)
+    pad = pad[0] if isinstance(pad, list) else pad
+    return greedy_tokens(model, inputs, GREEDY_NEW_TOKENS, batch_size, pad)
+
+
+def logits_of(model, chunks: list[list[int]], pad_id: int = 0, batch_size: int = 8,
+              keep=None) -> list[np.ndarray]:
+    """Per chunk, the model's logits [len, V] (float32), right padding; `keep(logits)` may cut
+    the vocabulary axis first (e.g. to teacher ids of a trimmed student), which saves memory."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(chunks), batch_size):
+            batch = chunks[i:i + batch_size]
+            ids, mask = pad_batch(batch, pad_id)
+            logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.float()
+            logits = keep(logits) if keep is not None else logits
+            out += [logits[j, :len(seq)].numpy() for j, seq in enumerate(batch)]
+    return out
+
+
+def quality(outputs: list[np.ndarray], labels: list[np.ndarray]) -> dict:
+    """Perplexity exp(mean -log q(y_{t+1} | y_<=t)) of per-sequence logits `outputs` ([len, V]
+    each) on the token ids `labels` ([len] each), over every next-token prediction."""
+    total, count = 0.0, 0
+    for logits, ids in zip(outputs, labels):
+        if len(ids) < 2:
+            continue
+        z = np.asarray(logits[:-1], np.float64)
+        log_norm = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
+        total += float((log_norm - z[np.arange(len(z)), np.asarray(ids[1:])]).sum())
+        count += len(z)
+    if count == 0:
+        return {"perplexity": None, "tokens": 0}
+    return {"perplexity": float(np.exp(total / count)), "tokens": count}
+
+
+def next_token_agreement(outputs: list[np.ndarray], reference: list[np.ndarray]) -> float:
+    """Share of positions where the top-1 next token of `outputs` equals the reference's (both
+    per-sequence logits over the same vocabulary, or top-1 id arrays)."""
+    def top1(a):
+        a = np.asarray(a)
+        return a.argmax(-1) if a.ndim == 2 else a
+    same = [top1(o) == top1(r) for o, r in zip(outputs, reference)]
+    return float(np.concatenate(same).mean()) if same else 0.0
+
+
+def token_match_rate(reference: np.ndarray, got: np.ndarray) -> float:
+    """Share of positions where two token arrays of the same shape hold the same id."""
+    reference, got = np.asarray(reference), np.asarray(got)
+    if reference.shape != got.shape:
+        raise EdgekdError(f"generated tokens of shape {tuple(got.shape)}, reference "
+                          f"{tuple(reference.shape)}")
+    return float((reference == got).mean()) if reference.size else 0.0
+
+
+def parity(reference: np.ndarray, got: np.ndarray, precision: str) -> dict:
+    """Greedy-token parity of an artifact: the share of its generated tokens equal to PyTorch's
+    ([n prompts, new tokens] each), and the threshold for `precision`."""
+    return {"token_agreement": token_match_rate(reference, got), "n": int(len(reference)),
+            "new_tokens": int(np.asarray(reference).shape[-1]),
+            "min_agreement": MIN_AGREEMENT.get(precision, 0.0)}
+
+
+def parity_error(result: dict) -> str | None:
+    """One line saying why a `parity` result fails its threshold, or None when it passes."""
+    if result["token_agreement"] < result["min_agreement"]:
+        return (f"greedy-token agreement with PyTorch {result['token_agreement']:.1%} is below "
+                f"{result['min_agreement']:.0%}")
+    return None
+
+
+def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """Prompts without task data: random non-special ids, left-padded to `seq_len` with varied
+    lengths (so masking is exercised)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        raise EdgekdError(f"cannot load the model in {model_dir}: {first_line(exc)}") from None
+    special = set(tokenizer.all_special_ids)
+    body = np.array([i for i in range(min(len(tokenizer), config.vocab_size)) if i not in special])
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(max(2, seq_len // 4), seq_len + 1, size=n)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    ids, mask = pad_batch([list(rng.choice(body, size=int(k))) for k in lengths], pad, left=True)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def distill_table(teacher: dict, student: dict):
+    """Teacher vs student on the held-out split: perplexity, agreements, parameters, time."""
+    from rich.table import Table
+
+    table = Table(title="Distillation result (held-out split)")
+    for column in ("model", "perplexity", "next-token agr.", "greedy agr.", "parameters", "train time"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+
+    def number(value, fmt):
+        return format(value, fmt) if value is not None else "-"
+
+    for name, m in (("teacher", teacher), ("student", student)):
+        fewer = f" ({teacher['parameters'] / m['parameters']:.1f}x fewer)" if name == "student" else ""
+        table.add_row(name, number(m.get("perplexity"), ".2f"),
+                      number(m.get("next_token_agreement"), ".1%"),
+                      number(m.get("greedy_agreement"), ".1%"),
+                      f"{m['parameters'] / 1e6:.2f}M{fewer}", f"{m.get('train_time_s', 0):.0f}s")
+    return table
