@@ -150,14 +150,15 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> dict:
     """Dequantize the GGUF into an fp32 LlamaForCausalLM and save model + fixed tokenizer in
     `out_dir`; returns facts for the stamp (parameter count, tokens)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from edgekd.tasks import get_task
 
     metadata = gguf_tokenizer_metadata(gguf_path)
     folder, name = str(Path(gguf_path).parent), Path(gguf_path).name
     try:
         converted = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
-                                                     **dtype_argument(torch.float32))
+        model = get_task("causal-lm").load_gguf(folder, name, **dtype_argument(torch.float32))
     except Exception as exc:  # unsupported quantization / architecture, truncated tensors, ...
         raise EdgekdError(f"cannot convert {name}: {first_line(exc)}") from None
     tokenizer = fixed_tokenizer(converted, metadata)

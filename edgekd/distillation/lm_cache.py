@@ -81,9 +81,11 @@ def _teacher_vocabulary(teacher_dir: Path) -> dict:
 
 def load_teacher(teacher_dir: Path, device: str = "cpu"):
     """(model in eval mode on `device`, tokenizer) of a causal-LM folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(teacher_dir).to(device).eval()
+    from edgekd.tasks import get_task
+
+    model = get_task("causal-lm").load_reference(Path(teacher_dir)).to(device).eval()
     return model, AutoTokenizer.from_pretrained(teacher_dir)
 
 

@@ -125,6 +125,13 @@ def load_model(source: str, labels=None, what: str = "model", attn_implementatio
     return model.float()
 
 
+def load_gguf(folder: str, file_name: str, **kwargs):
+    """The causal LM dequantized from a GGUF file in `folder` (transformers' own reader)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, **kwargs)
+
+
 def load_reference(model_dir: Path, attn_implementation: str | None = None):
     """The saved causal LM in fp32 eval mode: the verification reference, what exporters convert."""
     return load_model(str(model_dir), what="the model", attn_implementation=attn_implementation).eval()
