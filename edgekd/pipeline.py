@@ -70,15 +70,21 @@ def check_models(recipe: Recipe) -> str:
     from edgekd.tasks import get_task
 
     task = get_task(recipe.task)
+
+    def checked(value: str, role: str):
+        """(source, config) of a model the task can use, its weights' headers checked."""
+        source = check_model_source(value, role)
+        if Path(source).is_dir():
+            check_weights(source, role)
+        config = load_config(source)
+        task.check_config(config, f"the {role} {source}")
+        if Path(source).is_dir():
+            check_weights_fit(source, config, f"{role} {source}:")
+        return source, config
+
     # optional task hook: a task may name models of its own (causal-lm: `builtin:smollm2`)
-    teacher_source = check_model_source(getattr(task, "resolve_model", str)(recipe.teacher.model),
-                                        "teacher")
-    if Path(teacher_source).is_dir():
-        check_weights(teacher_source, "teacher")
-    teacher_config = load_config(teacher_source)
-    task.check_config(teacher_config, f"the teacher {teacher_source}")
-    if Path(teacher_source).is_dir():
-        check_weights_fit(teacher_source, teacher_config, f"teacher {teacher_source}:")
+    teacher_source, teacher_config = checked(
+        getattr(task, "resolve_model", str)(recipe.teacher.model), "teacher")
     positions = getattr(teacher_config, "max_position_embeddings", None)
     if positions and recipe.seq_len > positions:
         raise EdgekdError(f"sequence length {recipe.seq_len} (data.max_length / bench.seq_len) is "
@@ -86,13 +92,7 @@ def check_models(recipe: Recipe) -> str:
     check_student_config(recipe.student, teacher_config)
     check_shape(recipe.student, teacher_config)
     if recipe.student.model is not None:
-        student_source = check_model_source(recipe.student.model, "student")
-        if Path(student_source).is_dir():
-            check_weights(student_source, "student")
-        student_config = load_config(student_source)
-        task.check_config(student_config, f"the student {student_source}")
-        if Path(student_source).is_dir():
-            check_weights_fit(student_source, student_config, f"student {student_source}:")
+        checked(recipe.student.model, "student")
     d = recipe.distill
     if d.layer_map is not None or d.hidden_loss > 0 or d.attention_loss > 0:
         parse_layer_map(d.layer_map, student_layer_count(recipe.student, teacher_config),
