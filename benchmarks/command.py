@@ -52,7 +52,7 @@ def bench_command(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+                  console=console, transient=True) as progress:
         task = progress.add_task(f"bench on {target.name}", total=len(measurements) * repeats)
 
         def measured(i: int, entry: dict) -> None:
