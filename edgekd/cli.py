@@ -29,6 +29,18 @@ def _add_recipe_options(parser: argparse.ArgumentParser, recipe_required: bool) 
                         help="override a recipe key, e.g. --set distill.epochs=1 (repeatable)")
 
 
+def _add_measure_options(parser: argparse.ArgumentParser, min_time: float, time_help: str) -> None:
+    """Where and how an artifact is measured: shared by `bench` and `ab`."""
+    parser.add_argument("--target", default="local",
+                        help="local, ssh://user@host:port or a profile name")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--min-iterations", type=int, default=50)
+    parser.add_argument("--min-time", type=float, default=min_time, help=time_help)
+
+
 def _add_gate_outputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--md", metavar="FILE", help="write a Markdown summary (for a PR comment)")
     parser.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
@@ -78,13 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark artifacts on a target")
     p.add_argument("artifacts", nargs="+", help="artifact files or export folders")
-    p.add_argument("--target", default="local", help="local, ssh://user@host:port or a profile name")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--min-iterations", type=int, default=50)
-    p.add_argument("--min-time", type=float, default=5.0, help="seconds")
+    _add_measure_options(p, 5.0, "seconds")
     p.add_argument("--energy", default="auto", help="auto, rapl, nvml, hwmon, command, estimate, none")
     p.add_argument("--repeats", type=int, default=3,
                    help="fresh-process measurements of each artifact, interleaved (default 3; "
@@ -138,14 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "alternately (the recommended CI mode)")
     p.add_argument("baseline", help="baseline artifact (file or export folder)")
     p.add_argument("candidate", help="candidate artifact (file or export folder)")
-    p.add_argument("--target", default="local", help="local, ssh://user@host:port or a profile name")
     p.add_argument("--pairs", type=int, default=5, help="A/B pairs, each two fresh processes (default 5)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--seq-len", type=int, default=None)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--min-iterations", type=int, default=50)
-    p.add_argument("--min-time", type=float, default=2.0, help="seconds per process")
+    _add_measure_options(p, 2.0, "seconds per process")
     p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
     p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
     p.add_argument("--out", help="also write both sides' entries (edgekd.report/1 JSON)")
