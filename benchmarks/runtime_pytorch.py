@@ -59,3 +59,45 @@ class Adapter:
 
     def output(self, raw) -> np.ndarray:
         return raw.float().numpy()
+
+
+class Generator:
+    """Greedy generation with the model's own KV cache (transformers' `past_key_values`), batch 1:
+    the reference every exported causal LM is checked against, and the teacher's baseline."""
+
+    runtime = "torch"
+    max_context = None
+
+    def __init__(self, path: str | None, options: dict, model=None):
+        torch = import_runtime("torch", "torch")
+        torch.set_num_threads(options["num_threads"])
+        self.torch, self.version = torch, torch.__version__
+        self.errors = (RuntimeError, ValueError, IndexError)
+        if model is None:
+            model = Adapter(path, options).model
+        self.model = model.eval()
+        self.vocab_size = int(model.config.vocab_size)
+        self._past = None
+
+    @classmethod
+    def from_model(cls, model, threads: int = 1) -> "Generator":
+        """A generator over a model already in memory (verification's reference)."""
+        return cls(None, settings("fp32", threads), model=model)
+
+    def reset(self) -> None:
+        self._past = None
+
+    def _step(self, ids: np.ndarray):
+        torch = self.torch
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.from_numpy(ids.reshape(1, -1)),
+                             past_key_values=self._past, use_cache=True)
+        self._past = out.past_key_values
+        return out.logits[0].float().numpy()
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        self.reset()
+        return self._step(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def decode(self, token: int) -> np.ndarray:
+        return self._step(np.array([token], dtype=np.int64))[-1]

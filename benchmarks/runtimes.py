@@ -11,6 +11,7 @@ An adapter module defines
     settings(precision, threads) -> dict   the runtime options, in this one place
     Adapter(path, settings)     .runtime, .version, .inputs {name: dtype}, .fixed_batch,
                                 .prepare(batch) -> feed, __call__(feed) -> raw, .output(raw) -> logits
+    Generator(path, settings)   (causal LMs only) greedy generation with a KV cache: see below
 """
 
 from __future__ import annotations
@@ -137,3 +138,105 @@ def fill_defaults(batch: dict, names, rows_like: str = "input_ids") -> dict:
         if name not in out and name == "token_type_ids" and rows_like in out:
             out[name] = np.zeros_like(np.asarray(out[rows_like]))
     return out
+
+
+# --- Generation (causal LMs): batch 1, greedy, the KV cache inside the runtime's Generator ---
+#
+# A runtime adapter module that can generate defines `Generator(path, settings)` with
+#     .runtime, .version, .errors, .max_context (None = unlimited), .vocab_size
+#     .reset()               forget the sequence
+#     .prefill(ids[n])       start a sequence: float32 logits [n, V] (or [1, V]: last position)
+#     .decode(token)         one more token: float32 logits [V] of the next position
+# The PyTorch reference runs through the same loop (`greedy`), so an fp32 artifact must
+# reproduce its tokens exactly.
+
+
+class Greedy:
+    """One greedy generation: the new tokens, time to first token, and each later step's time."""
+
+    __slots__ = ("tokens", "ttft_ms", "step_ms")
+
+    def __init__(self, tokens, ttft_ms: float, step_ms: list):
+        self.tokens, self.ttft_ms, self.step_ms = tokens, ttft_ms, step_ms
+
+
+def open_generator(path: str, *, precision: str | None = None, threads: int = 1,
+                   fmt: str | None = None):
+    """Open `path` for generation with its format's Generator and canonical settings; returns
+    (generator, settings). Verification and the runner's generate scenario both call this."""
+    fmt = fmt or format_of(str(path))
+    module = module_for(fmt)
+    if not hasattr(module, "Generator"):
+        raise ArtifactError(f"the {fmt} runtime adapter cannot generate text")
+    settings = module.settings(precision or "fp32", int(threads))
+    return module.Generator(str(path), settings), settings
+
+
+def check_context(generator, prompt_len: int, new_tokens: int) -> None:
+    """ArtifactError when a prompt plus its new tokens do not fit the artifact's context."""
+    limit = getattr(generator, "max_context", None)
+    if limit is not None and prompt_len + new_tokens > limit:
+        raise ArtifactError(f"a prompt of {prompt_len} tokens + {new_tokens} new tokens does not "
+                            f"fit the artifact's context of {limit} tokens (export it with a "
+                            "longer export.seq_len, or use shorter prompts)")
+
+
+def _call(generator, method, *args):
+    try:
+        return method(*args)
+    except (ArtifactError, RuntimeMissing):
+        raise
+    except generator.errors as exc:
+        raise ArtifactError(f"{generator.runtime} failed generating: {first_line(exc)}") from None
+
+
+def greedy(generator, ids, new_tokens: int) -> Greedy:
+    """Greedy generation of exactly `new_tokens` tokens after the prompt `ids` (an end-of-text
+    token does not stop it, so runs compare position by position). Time to first token is the
+    prefill plus its argmax; each later step is one decode call plus its argmax."""
+    import time
+
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if len(ids) == 0:
+        raise ArtifactError("an empty prompt cannot be generated from")
+    check_context(generator, len(ids), new_tokens)
+    clock = time.perf_counter_ns
+    tokens = np.empty(new_tokens, dtype=np.int64)
+    t0 = clock()
+    logits = _call(generator, generator.prefill, ids)
+    tokens[0] = int(np.argmax(logits[-1]))
+    ttft = (clock() - t0) / 1e6
+    steps = []
+    for i in range(1, new_tokens):
+        t0 = clock()
+        logits = _call(generator, generator.decode, int(tokens[i - 1]))
+        tokens[i] = int(np.argmax(logits))
+        steps.append((clock() - t0) / 1e6)
+    return Greedy(tokens, ttft, steps)
+
+
+def prompt_rows(inputs: dict) -> list:
+    """The real tokens of each row of left- (or right-) padded `input_ids` + `attention_mask`."""
+    ids = np.asarray(inputs["input_ids"])
+    mask = np.asarray(inputs.get("attention_mask", np.ones_like(ids)))
+    return [row[m.astype(bool)] for row, m in zip(ids, mask)]
+
+
+def greedy_rows(generator, inputs: dict, new_tokens: int) -> np.ndarray:
+    """Greedy tokens int64 [n, new_tokens] for every prompt row of `inputs`, one at a time."""
+    rows = [greedy(generator, ids, new_tokens).tokens for ids in prompt_rows(inputs)]
+    return np.stack(rows) if rows else np.zeros((0, new_tokens), dtype=np.int64)
+
+
+def sequence_logits(generator, ids) -> np.ndarray:
+    """float32 logits [n, V] at every position of `ids` (the prediction of each next token):
+    the prefill's own rows when the runtime gives them all, else teacher-forced decode steps."""
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    check_context(generator, len(ids), 0)
+    logits = np.asarray(_call(generator, generator.prefill, ids), dtype=np.float32)
+    if len(logits) == len(ids):
+        return logits
+    rows = [np.asarray(_call(generator, generator.prefill, ids[:1]), dtype=np.float32)[-1]]
+    rows += [np.asarray(_call(generator, generator.decode, int(t)), dtype=np.float32)
+             for t in ids[1:]]
+    return np.stack(rows)

@@ -53,13 +53,24 @@ def available_precisions() -> list[str]:
     return seen
 
 
-def check_supported(fmt: str, precision: str, *, calibration: Any = None) -> ModuleType:
-    """Refuse up front what a format cannot do: unknown format, unsupported precision, missing
-    runtime, int8-static without calibration data. Returns the exporter module."""
+def precisions_for(exporter: ModuleType, task: ModuleType | None = None) -> tuple:
+    """The precisions `exporter` can make for `task`: a causal LM (exported with its KV cache)
+    has its own list, `LM_PRECISIONS` (empty where the format cannot export one yet)."""
+    if task is not None and getattr(task, "GENERATIVE", False):
+        return tuple(getattr(exporter, "LM_PRECISIONS", ()))
+    return tuple(exporter.PRECISIONS)
+
+
+def check_supported(fmt: str, precision: str, *, calibration: Any = None,
+                    task: ModuleType | None = None) -> ModuleType:
+    """Refuse up front what a format cannot do: unknown format, unsupported precision (for the
+    task), missing runtime, int8-static without calibration data. Returns the exporter module."""
     exporter = get_exporter(fmt)
-    if precision not in exporter.PRECISIONS:
-        raise EdgekdError(f"{fmt} cannot export {precision} (supported: "
-                          f"{', '.join(exporter.PRECISIONS)})")
+    supported = precisions_for(exporter, task)
+    if precision not in supported:
+        what = f" a {task.TASK} model" if task is not None and getattr(task, "GENERATIVE", False) else ""
+        raise EdgekdError(f"{fmt} cannot export{what} {precision} (supported: "
+                          f"{', '.join(supported) or 'none yet'})")
     if precision == "int8-static" and not calibration:
         raise EdgekdError(f"{fmt} int8-static needs calibration examples: pass --data "
                           "(a recipe or data path) so real task examples can be used")
@@ -85,7 +96,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     from edgekd.tasks import get_task
 
     task = task or get_task()
-    exporter = check_supported(fmt, precision, calibration=calibration)
+    exporter = check_supported(fmt, precision, calibration=calibration, task=task)
     model_dir = verify.check_model_dir(model_dir)
     out_dir = Path(out_dir)
     name = f"{role or 'model'}-{fmt}-{precision}"

@@ -74,6 +74,9 @@ def verify_artifact(path: Path, fmt: str, precision: str, *, task: ModuleType,
     """
     result = {"parity": None, "metrics": None, "accuracy": None, "error": None, "runtime": None,
               "runtime_version": None, "runtime_settings": None}
+    if getattr(task, "GENERATIVE", False):
+        return _verify_generation(result, path, fmt, precision, task=task, reference=reference,
+                                  inputs=inputs, texts=labels, threads=threads)
     try:
         adapter, settings = runtimes.open_adapter(str(path), precision=precision,
                                                   threads=threads, fmt=fmt)
@@ -88,6 +91,31 @@ def verify_artifact(path: Path, fmt: str, precision: str, *, task: ModuleType,
         return result
     result["metrics"] = task.quality(got, labels)
     result["accuracy"] = result["metrics"].get("accuracy")
+    result["error"] = task.parity_error(result["parity"])
+    return result
+
+
+def _verify_generation(result: dict, path: Path, fmt: str, precision: str, *, task: ModuleType,
+                       reference: np.ndarray, inputs: dict, texts, threads: int) -> dict:
+    """A causal LM: greedy tokens from the artifact's Generator (batch 1, its KV cache) against
+    the PyTorch source's (`reference`), and perplexity on the held-out `texts` (token-id arrays)
+    when given."""
+    new_tokens = int(np.asarray(reference).shape[-1])
+    try:
+        generator, settings = runtimes.open_generator(str(path), precision=precision,
+                                                      threads=threads, fmt=fmt)
+        result.update(runtime=generator.runtime, runtime_version=str(generator.version),
+                      runtime_settings=settings)
+        got = runtimes.greedy_rows(generator, inputs, new_tokens)
+        result["parity"] = task.parity(reference, got, precision)
+        logits = [runtimes.sequence_logits(generator, ids) for ids in (texts or [])]
+    except runtimes.RuntimeMissing as exc:
+        raise EdgekdError(f"{fmt}: cannot verify here: {exc}") from None
+    except (runtimes.ArtifactError, EdgekdError) as exc:
+        result["error"] = f"{fmt} artifact does not generate in its runtime: {exc}"
+        return result
+    result["metrics"] = dict(task.quality(logits, texts) if texts else {},
+                             greedy_agreement=result["parity"]["token_agreement"])
     result["error"] = task.parity_error(result["parity"])
     return result
 

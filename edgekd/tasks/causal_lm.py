@@ -29,7 +29,7 @@ MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.99, "bf16": 0.90, "int8-dynamic": 0.80,
                  "int8-static": 0.80, "int4": 0.50}
 BUILTIN_TEACHERS = ("builtin:smollm2",)
 DISTILL_STAGE = "edgekd.distillation.lm_stage:run_lm_distill"   # called by stage.run_distill
-EXPORTABLE = False      # export with a KV cache comes later: `edgekd run` stops after distill
+GENERATIVE = True       # artifacts are exported with a KV cache and verified by generating
 
 
 def resolve_model(value: str) -> str:
@@ -177,13 +177,15 @@ def greedy_tokens(model, prompts: dict[str, np.ndarray], new_tokens: int = GREED
     return np.concatenate(rows).astype(np.int64)
 
 
-def reference_outputs(model, inputs: dict[str, np.ndarray], batch_size: int = 8) -> np.ndarray:
+def reference_outputs(model, inputs: dict[str, np.ndarray], threads: int = 1) -> np.ndarray:
     """PyTorch's greedy tokens [n, GREEDY_NEW_TOKENS] from the prompts in `inputs` (left-padded
-    `input_ids` + `attention_mask`): what an artifact must reproduce."""
-    pad = getattr(model.config, "pad_token_id", None)
-    pad = pad if pad is not None else (getattr(model.config, "eos_token_id", None) or 0)
-    pad = pad[0] if isinstance(pad, list) else pad
-    return greedy_tokens(model, inputs, GREEDY_NEW_TOKENS, batch_size, pad)
+    `input_ids` + `attention_mask`; padding is stripped, one prompt at a time): what an artifact
+    must reproduce. It runs the same greedy loop (`runtimes.greedy`) as every artifact does,
+    through the PyTorch runtime's Generator, so fp32 artifacts match token for token."""
+    from edgekd.benchmarks import runtimes
+    from edgekd.benchmarks.runtime_pytorch import Generator
+
+    return runtimes.greedy_rows(Generator.from_model(model, threads), inputs, GREEDY_NEW_TOKENS)
 
 
 def logits_of(model, chunks: list[list[int]], pad_id: int = 0, batch_size: int = 8,
