@@ -34,6 +34,8 @@ class Artifact:
     precision: str | None
     export: dict | None = None  # export.json, when there is one
     accuracy: float | None = None
+    metrics: dict | None = None  # quality metrics (export.json's, or the model's metrics.json)
+    generative: bool = False    # a causal LM: measured with the runner's generate scenario
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -61,7 +63,26 @@ def _from_export(folder: Path, data: dict) -> Artifact:
     if not path.exists():
         raise EdgekdError(f"{where} names artifact '{record.artifact}', which is missing")
     return Artifact(path, folder / INPUTS_FILE, record.name or folder.name, record.role,
-                    record.format, record.precision, data, record.accuracy)
+                    record.format, record.precision, data, record.accuracy, record.metrics,
+                    _generative_task(record.task))
+
+
+def _generative_task(task_name: str | None) -> bool:
+    """Whether `task_name` names a task whose artifacts generate text (a causal LM)."""
+    from edgekd.tasks import available_tasks, get_task
+
+    return bool(task_name in available_tasks() and getattr(get_task(task_name), "GENERATIVE", False))
+
+
+def _folder_task(path: Path) -> str:
+    """The task of a Hugging Face model folder, from the architecture its config.json names."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "text-classification"
+    architectures = config.get("architectures") or [] if isinstance(config, dict) else []
+    causal = any(str(a).endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+    return "causal-lm" if causal else "text-classification"
 
 
 def resolve_artifact(path: str | Path) -> Artifact:
@@ -73,11 +94,12 @@ def resolve_artifact(path: str | Path) -> Artifact:
         art = _from_export(path, _read_json(path / "export.json", "export file"))
     elif path.is_dir() and (path / "config.json").is_file():
         role = path.name if path.name in ("teacher", "student") else None
-        accuracy = None
+        metrics = None
         if (path / "metrics.json").is_file():
-            accuracy = _read_json(path / "metrics.json", "metrics file").get("accuracy")
+            metrics = _read_json(path / "metrics.json", "metrics file")
         art = Artifact(path, path / INPUTS_FILE, f"{role or path.name}-pytorch-fp32", role,
-                       "pytorch", "fp32", None, accuracy)
+                       "pytorch", "fp32", None, (metrics or {}).get("accuracy"), metrics,
+                       _generative_task(_folder_task(path)))
     elif path.is_dir():
         raise EdgekdError(f"{path} is a folder without export.json or config.json: not an artifact")
     else:
@@ -102,18 +124,31 @@ def resolve_artifact(path: str | Path) -> Artifact:
 
 def runner_options(*, precision: str | None, threads: int, batch_size: int, seq_len: int | None,
                    warmup: int, min_iterations: int, min_time_s: float, energy: str,
-                   power: dict) -> dict:
+                   power: dict, generate: dict | None = None) -> dict:
     """The runner's options. Warm-up runs at least `warmup` calls and a tenth of the measured
-    time (at most 1 s); idle power is measured for 1 s only for a real meter."""
+    time (at most 1 s); idle power is measured for 1 s only for a real meter. `generate`
+    ({"prompt_lengths": [...], "new_tokens": n}) selects the generate scenario (causal LMs)."""
     from edgekd.benchmarks.energy import METERS
 
     if energy not in ("auto", "none", *METERS):
         raise EdgekdError(f"unknown energy meter '{energy}' (choose: auto, none, {', '.join(METERS)})")
-    return {"precision": precision or "fp32", "threads": threads, "batch_size": batch_size,
-            "seq_len": seq_len, "warmup": warmup, "warmup_time": min(1.0, 0.1 * min_time_s),
-            "min_iterations": min_iterations, "min_time": min_time_s, "energy": energy,
-            "idle_time": 0.0 if energy.split(":")[0] in ("none", "estimate") else 1.0,
-            "power_profile": json.dumps(power) if power else None}
+    options = {"precision": precision or "fp32", "threads": threads, "batch_size": batch_size,
+               "seq_len": seq_len, "warmup": warmup, "warmup_time": min(1.0, 0.1 * min_time_s),
+               "min_iterations": min_iterations, "min_time": min_time_s, "energy": energy,
+               "idle_time": 0.0 if energy.split(":")[0] in ("none", "estimate") else 1.0,
+               "power_profile": json.dumps(power) if power else None}
+    if generate:
+        options.update(scenario="generate", seq_len=None, warmup=min(warmup, 2),
+                       warmup_time=0.0, min_iterations=min(min_iterations, GENERATIONS),
+                       prompt_lengths=",".join(str(n) for n in generate["prompt_lengths"]),
+                       new_tokens=generate["new_tokens"])
+    return options
+
+
+# Generations per prompt length in one repeat: each is `new_tokens` timed decode steps, so a
+# few give hundreds of TPOT samples; more would only lengthen the run.
+GENERATIONS = 3
+DEFAULT_GENERATE = {"prompt_lengths": [64, 256], "new_tokens": 32}
 
 
 def check_batch_size(art: Artifact, batch_size: int) -> None:
@@ -158,20 +193,36 @@ class Measurement:
                                     parity=export.get("parity"),
                                     size_bytes=export.get("size_bytes"),
                                     artifact=str(self.art.path)).to_dict()
+        entry["metrics"] = self.art.metrics
         return add_repeat(entry, result.to_dict(), previous)
 
 
 def prepare(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
             seq_len: int | None, warmup: int, min_iterations: int, min_time_s: float,
-            energy: str = "auto", timeout_s: float | None = None) -> Measurement:
+            energy: str = "auto", timeout_s: float | None = None,
+            generate: dict | None = None) -> Measurement:
     """Resolve and check an artifact and its target before anything is measured.
 
     `target` is a Target or a spec (`local`, `ssh://user@host:port`, a profile name or file).
-    Raises EdgekdError for a bad artifact or target."""
+    A causal LM is measured generating (`generate`: prompt lengths and new tokens, default
+    DEFAULT_GENERATE), batch 1. Raises EdgekdError for a bad artifact or target."""
     from edgekd.targets.profiles import get_target
 
     art = resolve_artifact(artifact)
     check_batch_size(art, batch_size)
+    if art.generative:
+        generate = generate or DEFAULT_GENERATE
+        if batch_size != 1:
+            raise EdgekdError(f"{art.name} is a causal LM: it is measured generating at batch "
+                              f"size 1, not {batch_size}")
+        context = (art.export or {}).get("seq_len")
+        needed = max(generate["prompt_lengths"]) + generate["new_tokens"]
+        if context and needed > context:
+            raise EdgekdError(f"{art.name} holds a context of {context} tokens: a prompt of "
+                              f"{max(generate['prompt_lengths'])} + {generate['new_tokens']} new "
+                              "tokens does not fit (use shorter prompt lengths)")
+    else:
+        generate = None
     tgt = get_target(target)
     if energy == "auto" and tgt.profile is not None:
         energy = tgt.profile.energy
@@ -179,7 +230,8 @@ def prepare(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
         seq_len = int(art.export["seq_len"])
     options = runner_options(precision=art.precision, threads=threads, batch_size=batch_size,
                              seq_len=seq_len, warmup=warmup, min_iterations=min_iterations,
-                             min_time_s=min_time_s, energy=energy, power=tgt.power_options())
+                             min_time_s=min_time_s, energy=energy, power=tgt.power_options(),
+                             generate=generate)
     if timeout_s is None:  # generous: model load (torch import on a slow board) + the windows
         timeout_s = 300.0 + 3 * (min_time_s + options["warmup_time"] + options["idle_time"])
     return Measurement(art, tgt, options, timeout_s)
@@ -201,6 +253,11 @@ def add_repeat(entry: dict, result: dict, previous: dict | None = None) -> dict:
     repeats.append({k: result.get(k) for k in REPEAT_KEYS})
     pooled = [x for rep in repeats for x in rep["samples_ms"]]
     entry.update(repeats=repeats, samples_ms=pooled, latency_ms=summarize(pooled))
+    if entry.get("generation"):
+        from edgekd.benchmarks.generation import pooled as pooled_generation
+
+        entry["generation"] = pooled_generation([rep["generation"] for rep in repeats
+                                                 if rep.get("generation")])
     for key in ("throughput_per_s", "load_time_ms", "first_inference_ms", "energy_j"):
         values = [rep[key] for rep in repeats if rep.get(key) is not None]
         entry[key] = float(np.median(values)) if values else None
@@ -237,15 +294,16 @@ def measure_round_robin(measurements: list[Measurement], repeats: int,
 
 def bench_artifact(artifact: str | Path, target: Any, *, threads: int, batch_size: int,
                    seq_len: int | None, warmup: int, min_iterations: int, min_time_s: float,
-                   energy: str = "auto", timeout_s: float | None = None, repeats: int = 1) -> dict:
+                   energy: str = "auto", timeout_s: float | None = None, repeats: int = 1,
+                   generate: dict | None = None) -> dict:
     """Benchmark one artifact on one target at one thread count, `repeats` fresh processes;
-    the entry (docs/contracts.md).
+    the entry (docs/contracts.md). A causal LM is measured generating (`generate`).
 
     Raises EdgekdError for a bad artifact, an unreachable or hung target, or a missing runtime.
     """
     m = prepare(artifact, target, threads=threads, batch_size=batch_size, seq_len=seq_len,
                 warmup=warmup, min_iterations=min_iterations, min_time_s=min_time_s,
-                energy=energy, timeout_s=timeout_s)
+                energy=energy, timeout_s=timeout_s, generate=generate)
     return measure_round_robin([m], repeats)[0]
 
 
@@ -273,6 +331,11 @@ def entry_file_name(entry: dict) -> str:
     (the precision, hence the runtime settings, is part of the name). The number of repeats is
     not in the name: an entry with fewer repeats than asked is incomplete (`is_complete`) and
     gets more; one with more is complete."""
+    generation = entry.get("generation")
+    if generation:      # generate scenario: `<name>-t<threads>-p<lengths>-n<new tokens>`
+        lengths = generation.get("prompt_lengths") or [p["prompt_len"] for p in generation["prompts"]]
+        return (f"{entry['name']}-t{entry['threads']}-p{'_'.join(str(n) for n in lengths)}"
+                f"-n{generation['new_tokens']}.json")
     return (f"{entry['name']}-t{entry['threads']}-b{entry.get('batch_size') or 1}"
             f"-s{entry.get('seq_len') or 'auto'}.json")
 

@@ -21,7 +21,8 @@ REPORT_SCHEMA = "edgekd.report/1"
 LATENCY_KEYS = ("p50", "p90", "p95", "p99", "mean", "std", "min", "max", "n")
 # What a bench entry keeps of each repeat (one runner invocation) in `repeats`.
 REPEAT_KEYS = ("samples_ms", "latency_ms", "throughput_per_s", "load_time_ms",
-               "first_inference_ms", "peak_memory_mb", "energy_j", "measure", "cpu_affinity")
+               "first_inference_ms", "peak_memory_mb", "energy_j", "measure", "cpu_affinity",
+               "generation")
 
 
 class ContractError(ValueError):
@@ -124,6 +125,10 @@ class RunnerResult(_Record):
     python: str
     cpu_affinity: Optional[list]
     environment: Optional[dict] = None      # the target machine, described by itself
+    scenario: str = "call"                  # "call" (one forward pass) or "generate" (LMs)
+    # generate: per prompt length TTFT and TPOT samples and summaries (benchmarks/generation.py);
+    # latency_ms / samples_ms are then the time per output token
+    generation: Optional[dict] = None
     schema: str = RUNNER_SCHEMA
 
     @classmethod
@@ -131,8 +136,8 @@ class RunnerResult(_Record):
         """Validate the runner's JSON (a device may run an older or broken runner)."""
         if not isinstance(data, dict) or data.get("schema") != RUNNER_SCHEMA:
             raise ContractError(f"{where} is not an {RUNNER_SCHEMA} document")
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.name not in data and f.name != "environment"]
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in data
+                   and f.name not in ("environment", "scenario", "generation")]
         if missing:
             raise ContractError(f"{where} lacks '{missing[0]}'")
         _check_latency(where, data["latency_ms"], data["samples_ms"])
@@ -180,6 +185,9 @@ class BenchEntry(_Record):
     gflop: Optional[float] = None           # operations of one inference (report time, from config)
     gflop_per_s: Optional[float] = None     # gflop / p50: how close the runtime comes to the CPU
     environment: Optional[dict] = None      # the target machine (RunnerResult.environment)
+    scenario: str = "call"                  # RunnerResult.scenario
+    generation: Optional[dict] = None       # generate scenario: TTFT / TPOT per prompt length
+    metrics: Optional[dict] = None          # the export's quality metrics (e.g. perplexity)
     # One item per fresh-process measurement (REPEAT_KEYS); the top-level numbers summarise them:
     # samples_ms pooled, latency_ms of the pooled samples, the other numbers the median (memory the max).
     repeats: list = field(default_factory=list)

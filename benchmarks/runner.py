@@ -9,6 +9,10 @@ is not installed. The adapter and its settings are the ones verification used on
     python runner.py --model model.onnx --inputs inputs.npz --precision fp32 --threads 1 \
         --batch-size 1 --seq-len 128 --warmup 10 --min-iterations 50 --min-time 5 --energy auto
 
+A causal LM is measured with `--scenario generate --prompt-lengths 64,256 --new-tokens 32`
+(greedy generation, batch 1; see generation.py): then warm-up and min-iterations count whole
+generations per prompt length, and latency_ms is the time per output token (TPOT).
+
 Exit codes: 0 ok; 2 bad input (artifact, inputs, arguments); 3 the runtime is not installed.
 Stdout carries the JSON document only: anything a runtime prints is redirected to stderr.
 """
@@ -26,10 +30,11 @@ import time
 import numpy as np
 
 try:  # inside the edgekd package
-    from . import contracts, energy, memory, runtimes, stats
+    from . import contracts, energy, generation, memory, runtimes, stats
 except ImportError:  # copied alone onto a device: siblings are plain modules
     import contracts
     import energy
+    import generation
     import memory
     import runtimes
     import stats
@@ -50,6 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--min-iterations", type=int, default=50)
     p.add_argument("--min-time", type=float, default=5.0, help="measured seconds (at least)")
     p.add_argument("--max-iterations", type=int, default=1_000_000)
+    p.add_argument("--scenario", default="call", choices=("call", "generate"),
+                   help="call: one forward pass per sample; generate: greedy generation (LMs)")
+    p.add_argument("--prompt-lengths", default="64,256",
+                   help="generate: prompt lengths in tokens, comma-separated")
+    p.add_argument("--new-tokens", type=int, default=32, help="generate: new tokens per prompt")
     p.add_argument("--energy", default="auto", help="auto, none, " + ", ".join(energy.METERS))
     p.add_argument("--idle-time", type=float, default=1.0, help="seconds of idle power measured")
     p.add_argument("--power-profile", default=None,
@@ -57,6 +67,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.threads < 1 or args.batch_size < 1 or args.min_iterations < 1 or args.warmup < 0:
         p.error("threads, batch-size, min-iterations must be >= 1 and warmup >= 0")
+    if args.scenario == "generate":
+        if args.batch_size != 1:
+            p.error("the generate scenario runs batch 1")
+        if args.new_tokens < 2:
+            p.error("--new-tokens must be >= 2")
+        try:
+            args.prompt_lengths = generation.parse_lengths(args.prompt_lengths)
+        except ValueError as exc:
+            p.error(str(exc))
     return args
 
 
@@ -174,12 +193,88 @@ def timed_loop(run, feeds, min_calls: int, min_s: float, max_calls: int, start: 
     return samples
 
 
+def open_meter(args: argparse.Namespace):
+    """The energy meter the arguments ask for (None for `none`)."""
+    profile = json.loads(args.power_profile) if args.power_profile else {}
+    return energy.open_meter(args.energy, watts_per_core=profile.get("watts_per_core"),
+                             command=profile.get("energy_command"))
+
+
+def energy_record(meter, joules, idle_w: float, window_s: float, units: int, per: str):
+    """(energy per unit in J, detail) of one measured window, idle power subtracted."""
+    if not meter:
+        return None, None
+    net = max(joules - idle_w * window_s, 0.0)
+    return net / units, {"window_j": joules, "idle_w": idle_w, "net_j": net, "window_s": window_s,
+                         "calls": units, "per": per}
+
+
+def machine_fields(runtime: str, version: str) -> dict:
+    """The fields every runner result has that describe the machine that ran it."""
+    return {"cpu": cpu_info(), "host": socket.gethostname(), "python": platform.python_version(),
+            "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "environment": environment(runtime, version)}
+
+
+def benchmark_generation(args: argparse.Namespace) -> dict:
+    """The generate scenario: load the artifact's Generator, warm up, generate from real prompts
+    at each length; latency_ms / samples_ms are the time per output token (TPOT) pooled over
+    the lengths, `generation` holds TTFT and TPOT per length."""
+    sampler = memory.RssSampler().start()
+    meter = open_meter(args)
+    t0 = time.perf_counter_ns()
+    generator, settings = runtimes.open_generator(args.model, precision=args.precision,
+                                                  threads=args.threads)
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    try:
+        prompts = generation.load_prompts(args.inputs, args.prompt_lengths)
+    except ValueError as exc:
+        raise runtimes.ArtifactError(str(exc)) from None
+    idle_w = meter.idle_power_w(args.idle_time) if meter else 0.0
+    sampler.begin_window()
+    if meter:
+        meter.start()
+    t0 = time.monotonic()
+    record = generation.measure(generator, prompts, new_tokens=args.new_tokens,
+                                warmup=max(1, min(args.warmup, 3)),
+                                min_generations=args.min_iterations, min_time_s=args.min_time,
+                                max_generations=args.max_iterations)
+    window_s = time.monotonic() - t0
+    joules = meter.stop() if meter else None
+    window_peak = sampler.end_window()
+    sampler.stop()
+    tpot = [x for item in record["prompts"] for x in item["tpot_samples_ms"]]
+    tokens = sum(item["generations"] * args.new_tokens for item in record["prompts"])
+    # The window includes the warm-up generations: energy is per generated token of them all.
+    warm_tokens = record["warmup_generations"] * len(record["prompts"]) * args.new_tokens
+    energy_j, energy_detail = energy_record(meter, joules, idle_w, window_s, tokens + warm_tokens,
+                                            "generated token (prefill included)")
+    return contracts.RunnerResult(**{
+        "format": runtimes.format_of(args.model), "runtime": generator.runtime,
+        "runtime_version": str(generator.version), "runtime_settings": settings,
+        "threads": args.threads, "batch_size": 1, "seq_len": max(args.prompt_lengths),
+        "size_bytes": artifact_size(args.model), "load_time_ms": load_ms,
+        "first_inference_ms": record["first_ttft_ms"],
+        "warmup": {"iterations": record["warmup_generations"], "min_iterations": args.warmup,
+                   "min_time_s": 0.0, "time_s": None, "per": "generation per prompt length"},
+        "measure": {"min_iterations": args.min_iterations, "min_time_s": args.min_time,
+                    "time_s": window_s, "per": "generation per prompt length"},
+        "latency_ms": stats.summarize(tpot), "samples_ms": tpot,
+        "throughput_per_s": 1000.0 / float(np.mean(tpot)),
+        "peak_memory_mb": max(sampler.peak_bytes, memory.max_rss_bytes()) / 2**20,
+        "peak_memory_window_mb": window_peak / 2**20,
+        "energy_j": energy_j, "energy_method": meter.method if meter else "none",
+        "energy_detail": energy_detail, "scenario": "generate", "generation": record,
+        **machine_fields(generator.runtime, str(generator.version)),
+    }).to_dict()
+
+
 def benchmark(args: argparse.Namespace) -> dict:
     """Load, warm up, measure; the runner result as a dict."""
+    if args.scenario == "generate":
+        return benchmark_generation(args)
     sampler = memory.RssSampler().start()
-    profile = json.loads(args.power_profile) if args.power_profile else {}
-    meter = energy.open_meter(args.energy, watts_per_core=profile.get("watts_per_core"),
-                              command=profile.get("energy_command"))
+    meter = open_meter(args)
 
     t0 = time.perf_counter_ns()
     backend, settings = runtimes.open_adapter(args.model, precision=args.precision,
@@ -212,12 +307,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     window_peak = sampler.end_window()
     sampler.stop()
 
-    energy_j = energy_detail = None
-    if meter:
-        net = max(joules - idle_w * window_s, 0.0)
-        energy_j = net / len(samples)
-        energy_detail = {"window_j": joules, "idle_w": idle_w, "net_j": net, "window_s": window_s,
-                         "calls": len(samples), "per": "inference call (one batch)"}
+    energy_j, energy_detail = energy_record(meter, joules, idle_w, window_s, len(samples),
+                                            "inference call (one batch)")
     return contracts.RunnerResult(**{
         "format": runtimes.format_of(args.model),
         "runtime": backend.runtime,
@@ -241,11 +332,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "energy_j": energy_j,
         "energy_method": meter.method if meter else "none",
         "energy_detail": energy_detail,
-        "cpu": cpu_info(),
-        "host": socket.gethostname(),
-        "python": platform.python_version(),
-        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "environment": environment(backend.runtime, str(backend.version)),
+        **machine_fields(backend.runtime, str(backend.version)),
     }).to_dict()
 
 

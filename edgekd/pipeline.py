@@ -179,20 +179,10 @@ def run_command(args) -> int:
     """`edgekd run`: distill -> export (+ verify) -> bench -> report, resuming what is done."""
     from edgekd.console import console
     from edgekd.report.summary import print_summary
-    from edgekd.tasks import get_task
 
     started = time.perf_counter()
-    planned = load_recipe(recipe_file(args.recipe), args.overrides)
-    # A task whose artifacts cannot be exported yet runs only its distillation, and only when
-    # the recipe asks for no export (export.formats: []), so nothing is silently left out.
-    distill_only = not getattr(get_task(planned.task), "EXPORTABLE", True)
-    if distill_only and planned.export.formats:
-        raise EdgekdError(f"export and benchmark of task '{planned.task}' are not there yet: set "
-                          "export.formats to [] to distil only (or use `edgekd distill`)")
     prepared = prepare(args)
     console.rule(f"[bold]edgekd run[/] {prepared.recipe.name} -> {prepared.run_dir}")
-    if distill_only:
-        return _distill_only(prepared)
     report = run_stages(prepared, started)
     timings = prepared.timings
     print_summary(report, console)
@@ -204,20 +194,6 @@ def run_command(args) -> int:
     # Everything that could be done was done and reported; a failed artifact still fails the
     # command, so a script or CI job notices it.
     return 1 if failed else 0
-
-
-def _distill_only(prepared: Prepared) -> int:
-    """`edgekd run` of a task without export yet: the distillation stage, then a clear stop."""
-    from edgekd.console import console, distill_table
-
-    recipe = prepared.recipe
-    console.print(f"data: {prepared.data.summary()}")
-    console.rule("1/4 distill")
-    result = distill_stage(prepared)
-    console.print(_table_of(recipe, distill_table)(result.teacher_metrics, result.student_metrics))
-    console.print(f"[yellow]task {recipe.task}: export, bench and report are not there yet; "
-                  f"stopped after distillation[/] (results in {prepared.run_dir})")
-    return 0
 
 
 def run_stages(prepared: Prepared, started: float | None = None) -> dict:

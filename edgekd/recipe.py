@@ -200,20 +200,21 @@ class ExportConfig:
             if fmt not in known:
                 raise ValueError(f"export.formats[{i}]: unknown format '{fmt}' "
                                  f"(known: {', '.join(known)})")
-        exportable = {p for f in self.formats for p in get_exporter(f).PRECISIONS}
+        exportable = {p for f in self.formats for p in
+                      (*get_exporter(f).PRECISIONS, *getattr(get_exporter(f), "LM_PRECISIONS", ()))}
         for i, precision in enumerate(self.precisions):
             if precision not in exportable:
                 raise ValueError(f"export.precisions[{i}]: no format of "
                                  f"{', '.join(self.formats) or '(none)'} exports '{precision}' "
                                  f"(they export: {', '.join(sorted(exportable))})")
 
-    def jobs(self) -> list[tuple[str, str]]:
-        """(format, precision) of every pair asked for that the format can export (OpenVINO's
-        bf16 is skipped for the formats without it)."""
-        from edgekd.exporters import get_exporter
+    def jobs(self, task=None) -> list[tuple[str, str]]:
+        """(format, precision) of every pair asked for that the format can export for `task`
+        (OpenVINO's bf16 or int4 is skipped for the formats without it)."""
+        from edgekd.exporters import get_exporter, precisions_for
 
         return [(f, p) for f in self.formats for p in self.precisions
-                if p in get_exporter(f).PRECISIONS]
+                if p in precisions_for(get_exporter(f), task)]
 
 
 @dataclass
@@ -227,8 +228,15 @@ class BenchConfig:
     min_time_s: float = 5.0
     energy: str = "auto"
     repeats: int = 3                    # fresh-process measurements per artifact, interleaved
+    # causal LMs (the generate scenario): prompt lengths in tokens and new tokens per prompt
+    prompt_lengths: list[int] = field(default_factory=lambda: [64, 256])
+    new_tokens: int = 32
 
     def __post_init__(self):
+        if not self.prompt_lengths or any(not isinstance(n, int) or n < 1 for n in self.prompt_lengths):
+            raise ValueError("bench.prompt_lengths must be a non-empty list of positive integers")
+        if not isinstance(self.new_tokens, int) or self.new_tokens < 2:
+            raise ValueError(f"bench.new_tokens must be an integer >= 2, got {self.new_tokens!r}")
         if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or self.repeats < 1:
             raise ValueError(f"bench.repeats must be a positive integer, got {self.repeats!r}")
         if not self.targets:

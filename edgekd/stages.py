@@ -26,10 +26,22 @@ def progress() -> Progress:
 
 
 def export_jobs(recipe) -> list[tuple[str, str, str]]:
-    """(role, format, precision) of every artifact the recipe asks for."""
-    jobs = [("student", fmt, prec) for fmt, prec in recipe.export.jobs()]
-    jobs += [("teacher", fmt, prec) for fmt, prec in TEACHER_EXPORTS]
+    """(role, format, precision) of every artifact the recipe asks for (the teacher's baseline
+    exports are the task's choice)."""
+    from edgekd.tasks import get_task
+
+    task = get_task(recipe.task)
+    jobs = [("student", fmt, prec) for fmt, prec in recipe.export.jobs(task)]
+    jobs += [("teacher", fmt, prec) for fmt, prec in getattr(task, "TEACHER_EXPORTS", TEACHER_EXPORTS)]
     return jobs
+
+
+def export_seq_len(recipe) -> int:
+    """The sequence length artifacts are exported for (a causal LM: its context)."""
+    from edgekd.tasks import get_task
+
+    task = get_task(recipe.task)
+    return task.export_seq_len(recipe) if hasattr(task, "export_seq_len") else recipe.seq_len
 
 
 def role_inputs(recipe, data, run_dir: Path, role: str) -> dict:
@@ -37,8 +49,12 @@ def role_inputs(recipe, data, run_dir: Path, role: str) -> dict:
     student may have a trimmed vocabulary of its own)."""
     from edgekd.data import encode
     from edgekd.models import load_tokenizer
+    from edgekd.tasks import get_task
 
     tokenizer = load_tokenizer(str(run_dir / role))
+    task = get_task(recipe.task)
+    if hasattr(task, "export_inputs"):
+        return task.export_inputs(tokenizer, data, recipe)
     calibration_texts = [e.text for e in data.train[:recipe.export.calibration_samples]]
     return {"eval_inputs": encode(tokenizer, [e.text for e in data.test], recipe.seq_len),
             "eval_labels": [e.label for e in data.test],
@@ -52,11 +68,18 @@ def export_stage(recipe, data, run_dir: Path) -> list[dict]:
     from edgekd.exporters.verify import ReferenceOutputs
     from edgekd.tasks import get_task
 
+    from edgekd.data import save_inputs
+
     task = get_task(recipe.task)
     references = ReferenceOutputs(run_dir / "cache")
     inputs: dict[str, dict] = {}
     records = []
     jobs = export_jobs(recipe)
+    if getattr(task, "GENERATIVE", False):
+        # The PyTorch models are benchmarked on the same held-out prompts as the artifacts.
+        for role in ("teacher", "student"):
+            inputs[role] = role_inputs(recipe, data, run_dir, role)
+            save_inputs(run_dir / role, inputs[role]["eval_inputs"])
     with progress() as bar:
         progress_task = bar.add_task("", total=len(jobs), stage="export")
         for role, fmt, precision in jobs:
@@ -67,7 +90,7 @@ def export_stage(recipe, data, run_dir: Path) -> list[dict]:
                 inputs[role] = role_inputs(recipe, data, run_dir, role)
             try:
                 record = export_artifact(run_dir / role, fmt, precision, out_dir, role=role,
-                                         seq_len=recipe.seq_len, task=task,
+                                         seq_len=export_seq_len(recipe), task=task,
                                          references=references, **inputs[role])
             except EdgekdError as exc:
                 # The run goes on; the failure is recorded where the report will find it.
@@ -76,7 +99,9 @@ def export_stage(recipe, data, run_dir: Path) -> list[dict]:
             records.append(record)
             status = "[green]ok[/]" if record["status"] == "ok" else f"[red]FAILED[/] {record['error']}"
             acc = record.get("accuracy")
-            console.print(f"  {name}: {status}" + (f", accuracy {acc:.4f}" if acc is not None else ""))
+            ppl = (record.get("metrics") or {}).get("perplexity")
+            console.print(f"  {name}: {status}" + (f", accuracy {acc:.4f}" if acc is not None else "")
+                          + (f", perplexity {ppl:.2f}" if ppl is not None else ""))
             bar.advance(progress_task)
     return records
 
@@ -108,15 +133,18 @@ def bench_stage(recipe, run_dir: Path) -> list[dict]:
     from edgekd.targets.profiles import target_slug
 
     b = recipe.bench
+    generate = {"prompt_lengths": sorted(set(b.prompt_lengths)), "new_tokens": b.new_tokens}
     jobs = bench_jobs(recipe, run_dir)
     entries: list[dict | None] = []     # what the bench/ files hold now, one per job
     for artifact, target, threads in jobs:
         try:
-            name = resolve_artifact(artifact).name
+            art = resolve_artifact(artifact)
+            name = art.name
         except EdgekdError:
-            name = None     # measured below, where the error is recorded
+            art = name = None     # measured below, where the error is recorded
         path = None if name is None else run_dir / "bench" / target_slug(target) / entry_file_name(
-            {"name": name, "threads": threads, "batch_size": b.batch_size, "seq_len": recipe.seq_len})
+            {"name": name, "threads": threads, "batch_size": b.batch_size, "seq_len": recipe.seq_len,
+             "generation": generate if art.generative else None})
         entries.append(read_json(path) if path is not None and path.is_file() else None)
     todo = sum(max(0, b.repeats - len(e.get("repeats") or [])) if e and e.get("status") == "ok"
                else b.repeats for e in entries)
@@ -136,7 +164,8 @@ def bench_stage(recipe, run_dir: Path) -> list[dict]:
                         measurements[i] = prepare(artifact, target, threads=threads,
                                                   batch_size=b.batch_size, seq_len=recipe.seq_len,
                                                   warmup=b.warmup, min_iterations=b.min_iterations,
-                                                  min_time_s=b.min_time_s, energy=b.energy)
+                                                  min_time_s=b.min_time_s, energy=b.energy,
+                                                  generate=generate)
                     m = measurements[i]
                     entry = m.entry(m.run_once(), entry)
                 except EdgekdError as exc:

@@ -137,8 +137,11 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
         settings=info.get("settings", {}), **checked).to_dict()
     # After size_bytes is measured: the bundle files are not part of the artifact's size.
     bundle.write_bundle(stage, model_dir, record)
-    save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},
-                eval_labels)
+    if getattr(task, "GENERATIVE", False):     # prompts (the runner cuts its lengths from them)
+        save_inputs(stage, eval_inputs)
+    else:
+        save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},
+                    eval_labels)
     write_json_atomic(stage / EXPORT_FILE, record)
     replace_dir_atomic(stage, out_dir)
     return record

@@ -15,7 +15,8 @@ from edgekd.errors import EdgekdError
 
 # The runner and the standalone modules it imports (stdlib + numpy + one runtime): copied
 # together. Every runtime adapter (`runtime_<format>.py`) travels, so a new format needs no edit.
-RUNNER_FILES = ("runner.py", "runtimes.py", "contracts.py", "stats.py", "memory.py", "energy.py")
+RUNNER_FILES = ("runner.py", "runtimes.py", "contracts.py", "stats.py", "memory.py", "energy.py",
+                "generation.py")
 EXIT_RUNTIME_MISSING = 3
 
 # Run by the target's Python for `targets check`: versions without importing the runtimes.

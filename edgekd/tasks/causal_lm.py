@@ -28,6 +28,11 @@ GENERATED_EXAMPLES = 8
 MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.99, "bf16": 0.90, "int8-dynamic": 0.80,
                  "int8-static": 0.80, "int4": 0.50}
 BUILTIN_TEACHERS = ("builtin:smollm2",)
+# The teacher is measured as PyTorch (its own KV cache): converting a 135M-parameter teacher to
+# every format would cost more of the run's time than it tells.
+TEACHER_EXPORTS = ()
+# Held-out texts scored for an artifact's perplexity (each runs through the artifact's runtime).
+ARTIFACT_EVAL_TEXTS = 16
 DISTILL_STAGE = "edgekd.distillation.lm_stage:run_lm_distill"   # called by stage.run_distill
 GENERATIVE = True       # artifacts are exported with a KV cache and verified by generating
 
@@ -294,3 +299,30 @@ def distill_table(teacher: dict, student: dict):
                       number(m.get("greedy_agreement"), ".1%"),
                       f"{m['parameters'] / 1e6:.2f}M{fewer}", f"{m.get('train_time_s', 0):.0f}s")
     return table
+
+
+def export_seq_len(recipe) -> int:
+    """The context an exported LM must hold: the longest benchmark prompt plus its new tokens
+    (and never less than verification's prompts plus GREEDY_NEW_TOKENS)."""
+    return max(recipe.bench.prompt_lengths) + max(recipe.bench.new_tokens, GREEDY_NEW_TOKENS)
+
+
+def export_inputs(tokenizer, data, recipe) -> dict:
+    """What export verifies an LM artifact on and what its benchmark feeds it, in `tokenizer`'s
+    ids: `eval_inputs` = held-out prompts (the first max(bench.prompt_lengths) tokens of
+    held-out texts, left-padded; the runner cuts each length from them) and `eval_labels` =
+    held-out chunks of data.max_length tokens (token arrays) scored for perplexity."""
+    texts = [e.text for e in data.test]
+    longest = max(recipe.bench.prompt_lengths)
+    encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
+    long_enough = [ids[:longest] for ids in encoded if len(ids) >= longest]
+    prompts = long_enough or [max(encoded, key=len)[:longest]]
+    prompts = prompts[:recipe.distill.eval_prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    ids, mask = pad_batch(prompts, pad, left=True)
+    from edgekd.distillation.lm_eval import heldout_sets
+
+    chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length,
+                             min(recipe.distill.eval_texts, ARTIFACT_EVAL_TEXTS), 0)
+    return {"eval_inputs": {"input_ids": ids, "attention_mask": mask},
+            "eval_labels": [np.asarray(c, dtype=np.int64) for c in chunks], "calibration": None}
