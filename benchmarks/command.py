@@ -43,10 +43,11 @@ def bench_command(args: argparse.Namespace) -> int:
     target = get_target(args.target)
     if args.energy == "auto" and target.profile is not None:
         check_energy_meter(target.profile.energy, f"target profile {target.profile.path}")
+    generate = generate_options(args)
     measurements = [prepare(a, target, threads=args.threads, batch_size=args.batch_size,
                             seq_len=args.seq_len, warmup=args.warmup,
                             min_iterations=args.min_iterations, min_time_s=args.min_time,
-                            energy=args.energy) for a in args.artifacts]
+                            energy=args.energy, generate=generate) for a in args.artifacts]
     if target.kind != "local":  # reach it now, not after a progress line
         target.python_info(timeout_s=60)
     console = Console(stderr=True)
@@ -57,10 +58,11 @@ def bench_command(args: argparse.Namespace) -> int:
 
         def measured(i: int, entry: dict) -> None:
             lat, rep = entry["repeats"][-1]["latency_ms"], len(entry["repeats"])
+            what = "TPOT p50" if entry.get("generation") else "p50"
             progress.console.print(escape(
-                f"  {entry['name']} repeat {rep}/{repeats}: p50 {lat['p50']:.3f} ms, p99 "
-                f"{lat['p99']:.3f} ms (n={lat['n']}), peak {entry['peak_memory_mb']:.0f} MB, "
-                f"energy {_energy(entry)}"))
+                f"  {entry['name']} repeat {rep}/{repeats}: {what} {lat['p50']:.3f} ms, p99 "
+                f"{lat['p99']:.3f} ms (n={lat['n']}){_ttft(entry)}, peak "
+                f"{entry['peak_memory_mb']:.0f} MB, energy {_energy(entry)}"))
             progress.advance(task)
             if i + 1 < len(measurements) or rep < repeats:
                 nxt = measurements[(i + 1) % len(measurements)]
@@ -73,7 +75,31 @@ def bench_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def generate_options(args: argparse.Namespace) -> dict:
+    """The generate scenario's settings (used for causal LMs only) from --prompt-lengths and
+    --new-tokens; EdgekdError for a bad value."""
+    from edgekd.benchmarks.generation import parse_lengths
+
+    try:
+        lengths = parse_lengths(getattr(args, "prompt_lengths", "64,256"))
+    except ValueError as exc:
+        raise EdgekdError(f"--prompt-lengths: {exc}") from None
+    new_tokens = getattr(args, "new_tokens", 32)
+    if new_tokens < 2:
+        raise EdgekdError(f"--new-tokens must be >= 2, got {new_tokens}")
+    return {"prompt_lengths": lengths, "new_tokens": new_tokens}
+
+
+def _ttft(entry: dict) -> str:
+    generation = entry.get("generation")
+    if not generation:
+        return ""
+    return ", TTFT p50 " + ", ".join(f"{p['ttft_ms']['p50']:.1f} ms @{p['prompt_len']}"
+                                     for p in generation["prompts"])
+
+
 def _energy(entry: dict) -> str:
     if entry["energy_j"] is None:
         return "n/a"
-    return f"{entry['energy_j'] * 1000:.3f} mJ/inference [{entry['energy_method']}]"
+    per = "token" if entry.get("generation") else "inference"
+    return f"{entry['energy_j'] * 1000:.3f} mJ/{per} [{entry['energy_method']}]"

@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3,
                    help="fresh-process measurements of each artifact, interleaved (default 3; "
                         "5 for a CI gate, docs/regression-gate.md)")
+    p.add_argument("--prompt-lengths", default="64,256",
+                   help="causal LMs (measured generating): prompt lengths in tokens, "
+                        "comma-separated (default 64,256)")
+    p.add_argument("--new-tokens", type=int, default=32,
+                   help="causal LMs: new tokens generated per prompt, greedy (default 32)")
     p.add_argument("--out", required=True, help="result JSON file")
     p.set_defaults(handler="edgekd.benchmarks.command:bench_command")
 
