@@ -87,13 +87,13 @@ class Generator:
         if missing:
             raise ArtifactError(f"{path} takes a KV cache but does not return {missing[0]}")
         first = inputs[self._cache[0][0]]
-        kv_heads, head_dim = first.shape[1], first.shape[3]
-        if not (isinstance(kv_heads, int) and isinstance(head_dim, int)):
+        self.kv_heads, self.head_dim = first.shape[1], first.shape[3]
+        if not (isinstance(self.kv_heads, int) and isinstance(self.head_dim, int)):
             raise ArtifactError(f"{path}: {first.name} has no fixed head count / head size "
                                 f"({first.shape})")
         self.num_layers = len(self._cache) // 2
         self.kv_dtype = _DTYPES.get(first.type, np.float32)
-        self._empty = np.zeros((1, kv_heads, 0, head_dim), dtype=self.kv_dtype)
+        self._empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self.kv_dtype)
         self._takes_mask = "attention_mask" in inputs
         self._takes_positions = "position_ids" in inputs
         self._logits = "logits" if "logits" in outputs else outputs[0]

@@ -109,7 +109,7 @@ def test_export_writes_one_graph_with_its_kv_cache(kind, exports, lm_dirs):
     assert generator.num_layers == layers and generator.max_context is None
     assert generator.vocab_size == json.loads((lm_dirs[kind] / "config.json").read_text())["vocab_size"]
     kv_heads = 2 if kind == "llama" else 4     # GQA: fewer KV heads than the 4 query heads
-    assert generator._empty.shape == (1, kv_heads, 0, 8)
+    assert (generator.kv_heads, generator.head_dim, generator.kv_dtype) == (kv_heads, 8, np.float32)
 
 
 @pytest.mark.parametrize("kind", KINDS)
