@@ -10,6 +10,15 @@
 - int8-static: QDQ graph from `quantize_static` (MatMul/Gemm/Gather), calibrated on real task examples.
   It runs on the un-fused graph because the QDQ quantiser cannot place scales around fused
   contrib ops; ONNX Runtime fuses the QDQ pairs into int8 kernels when it loads the model.
+
+A causal LM (a task with `GENERATIVE`) is exported with its KV cache: optimum's
+`text-generation-with-past` graph takes `past_key_values.<layer>.key|value` and returns
+`present.<layer>.key|value`, so one graph serves both the prompt (empty cache) and each decode
+step (`benchmarks/runtime_onnx.Generator`). No BERT fusion for decoders (`LM_PRECISIONS`):
+- fp32: optimum's graph as written;
+- fp16: float16 weights, float32 inputs/outputs (`keep_io_types`): the KV cache stays float32;
+- int8-dynamic: MatMul weights int8 per channel (GPT-2's Conv1D Gemms are quantised as
+  MatMuls too), activations quantised at run time; embeddings stay float.
 """
 
 from __future__ import annotations
@@ -25,7 +34,11 @@ from edgekd.exporters.verify import conversion_error
 
 FORMAT = "onnx"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic")
 ARTIFACT = "model.onnx"
+EXTERNAL_DATA = "model.onnx_data"   # weights beside the graph when over protobuf's 2 GiB limit
+PROTOBUF_LIMIT = 2_000_000_000
+KV_CACHE = "past_key_values inputs / present outputs"
 OPSET = 18
 STATIC_OP_TYPES = ("MatMul", "Gemm", "Gather")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512vnni")
@@ -67,6 +80,8 @@ def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
            calibration: dict[str, np.ndarray] | None, task) -> dict:
     """Write `out_dir/model.onnx` for `precision`; return the exporter's part of export.json."""
+    if getattr(task, "GENERATIVE", False):
+        return export_lm(Path(model_dir), Path(out_dir), precision, seq_len=seq_len, task=task)
     if precision not in PRECISIONS:
         raise EdgekdError(f"onnx cannot export precision {precision}")
     out_dir = Path(out_dir)
@@ -93,6 +108,98 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
             "tools": installed_versions("optimum-onnx", "optimum", "onnx", "onnxruntime", "torch",
                                "transformers"),
             "settings": settings}
+
+
+def export_lm(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task) -> dict:
+    """Write `out_dir/model.onnx` (+ `model.onnx_data` for a model over 2 GB): a causal LM with
+    its KV cache as inputs and outputs, for contexts up to `seq_len` tokens."""
+    if precision not in LM_PRECISIONS:
+        raise EdgekdError(f"onnx cannot export precision {precision} for a causal LM "
+                          f"(supported: {', '.join(LM_PRECISIONS)})")
+    _check_context(model_dir, seq_len)
+    settings: dict = {"opset": OPSET, "kv_cache": KV_CACHE, "context": int(seq_len),
+                      "dynamic_axes": ["batch", "sequence", "past_sequence"],
+                      "graph_optimization": "none at export (ONNX Runtime's own at load)"}
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".work-") as work:
+        raw = _export_raw(model_dir, Path(work) / "raw", task.ONNX_TASK)
+        graph_inputs = _input_names(raw)
+        if precision == "fp32":
+            _save(_load(raw), out_dir / ARTIFACT)
+        elif precision == "fp16":
+            settings.update(_to_fp16(raw, out_dir / ARTIFACT))
+        else:
+            settings.update(_quantize_dynamic_lm(raw, out_dir / ARTIFACT, Path(work)))
+    # The token inputs a caller supplies; positions and the cache are the Generator's business.
+    input_names = [n for n in graph_inputs if n in task.INPUT_NAMES]
+    return {"artifact": ARTIFACT, "batch_size": None, "input_names": input_names,
+            "tools": installed_versions("optimum-onnx", "optimum", "onnx", "onnxruntime", "torch",
+                                        "transformers"),
+            "settings": settings}
+
+
+def _check_context(model_dir: Path, seq_len: int) -> None:
+    """A context longer than the model's position table cannot run (GPT-2's learned positions
+    index out of range; RoPE models were never trained there): refuse it before exporting."""
+    from transformers import AutoConfig
+
+    limit = getattr(AutoConfig.from_pretrained(model_dir), "max_position_embeddings", None)
+    if limit and seq_len > limit:
+        raise EdgekdError(f"onnx: context {seq_len} exceeds the model's {limit} positions "
+                          "(max_position_embeddings); export with a shorter context")
+
+
+def _to_fp16(raw: Path, out: Path) -> dict:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        # keep_io_types: logits and the KV cache stay float32 at the graph's edge, so the
+        # Generator feeds every precision the same way.
+        model = convert_float_to_float16(_load(raw), keep_io_types=True)
+    except Exception as exc:
+        raise conversion_error("onnx", "fp16 conversion", exc) from None
+    _save(model, out)
+    return {"weights": "float16", "keep_io_types": True, "kv_cache_dtype": "float32"}
+
+
+def _quantize_dynamic_lm(raw: Path, out: Path, work: Path) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    reduce_range = not cpu_has_vnni()
+    quantized = work / "quantized.onnx"
+    try:
+        # MatMul only: the weight matrices are where the bytes and the time are; the embedding
+        # Gather stays float (it also feeds the tied LM head).
+        quantize_dynamic(raw, quantized, op_types_to_quantize=["MatMul"], per_channel=True,
+                         reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                         use_external_data_format=_size_of(raw) > PROTOBUF_LIMIT)
+    except Exception as exc:
+        raise conversion_error("onnx", "int8-dynamic quantisation", exc) from None
+    _save(_load(quantized), out)    # ORT names external data differently: one name for all
+    return {"quantization": "dynamic", "op_types": ["MatMul"], "weight_type": "int8",
+            "per_channel": True, "activations": "float, quantised to uint8 at run time",
+            "reduce_range": reduce_range, "reduce_range_reason": _reduce_range_reason(reduce_range)}
+
+
+def _load(path: Path):
+    import onnx
+
+    return onnx.load(str(path))     # external data, if any, is read from beside the file
+
+
+def _save(model, out: Path) -> None:
+    """Save `model` as `out`, with its weights in one `model.onnx_data` beside it when the
+    graph would pass protobuf's 2 GiB limit."""
+    import onnx
+
+    large = model.ByteSize() > PROTOBUF_LIMIT
+    onnx.save_model(model, str(out), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=EXTERNAL_DATA)
+
+
+def _size_of(model_path: Path) -> int:
+    """Bytes of a graph and the external data files beside it."""
+    return sum(p.stat().st_size for p in model_path.parent.iterdir()
+               if p.name.startswith(model_path.name))
 
 
 def _export_raw(model_dir: Path, folder: Path, onnx_task: str) -> Path:
