@@ -66,7 +66,6 @@ class Generator:
     the reference every exported causal LM is checked against, and the teacher's baseline."""
 
     runtime = "torch"
-    max_context = None
 
     def __init__(self, path: str | None, options: dict, model=None):
         torch = import_runtime("torch", "torch")
@@ -77,6 +76,8 @@ class Generator:
             model = Adapter(path, options).model
         self.model = model.eval()
         self.vocab_size = int(model.config.vocab_size)
+        # Learned position embeddings (GPT-2's n_positions) end somewhere; rotary ones do not.
+        self.max_context = getattr(model.config, "n_positions", None)
         self._past = None
 
     @classmethod

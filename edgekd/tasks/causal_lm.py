@@ -190,7 +190,10 @@ def reference_outputs(model, inputs: dict[str, np.ndarray], threads: int = 1) ->
     from edgekd.benchmarks import runtimes
     from edgekd.benchmarks.runtime_pytorch import Generator
 
-    return runtimes.greedy_rows(Generator.from_model(model, threads), inputs, GREEDY_NEW_TOKENS)
+    try:
+        return runtimes.greedy_rows(Generator.from_model(model, threads), inputs, GREEDY_NEW_TOKENS)
+    except runtimes.ArtifactError as exc:
+        raise EdgekdError(f"the PyTorch reference cannot generate from the eval prompts: {exc}") from None
 
 
 def logits_of(model, chunks: list[list[int]], pad_id: int = 0, batch_size: int = 8,
@@ -263,8 +266,9 @@ def parity_error(result: dict) -> str | None:
 
 def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
                      seed: int = 0) -> dict[str, np.ndarray]:
-    """Prompts without task data: random non-special ids, left-padded to `seq_len` with varied
-    lengths (so masking is exercised)."""
+    """Prompts without task data: random non-special ids, left-padded with varied lengths (so
+    masking is exercised), each short enough to leave room for GREEDY_NEW_TOKENS in a context
+    of `seq_len`."""
     from transformers import AutoConfig, AutoTokenizer
 
     try:
@@ -275,7 +279,8 @@ def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
     special = set(tokenizer.all_special_ids)
     body = np.array([i for i in range(min(len(tokenizer), config.vocab_size)) if i not in special])
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(max(2, seq_len // 4), seq_len + 1, size=n)
+    longest = max(2, seq_len - GREEDY_NEW_TOKENS)
+    lengths = rng.integers(max(2, longest // 4), longest + 1, size=n)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     ids, mask = pad_batch([list(rng.choice(body, size=int(k))) for k in lengths], pad, left=True)
     return {"input_ids": ids, "attention_mask": mask}
