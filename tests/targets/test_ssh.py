@@ -139,3 +139,32 @@ def test_the_ssh_client_here_accepts_double_dash_before_the_destination(sshd, tm
     without = [a for a in argv if a != "--"] + ["-V"]  # the old command line: ssh eats the -V
     local = subprocess.run(without, capture_output=True, text=True, timeout=30)
     assert local.returncode == 0 and "OpenSSH" in local.stderr
+
+
+@pytest.fixture(scope="module")
+def onnx_lm_dir(tmp_path_factory):
+    """A tiny causal LM exported to ONNX with its KV cache (export_artifact: verified, with
+    prompts in inputs.npz)."""
+    from edgekd.exporters import export_artifact
+    from edgekd.tasks import causal_lm
+    from tiny_lm import save_tiny_lm
+
+    root = tmp_path_factory.mktemp("lm")
+    model = save_tiny_lm(root / "student", layers=2)
+    out = root / "student-onnx-fp32"
+    record = export_artifact(model, "onnx", "fp32", out, role="student", seq_len=64,
+                             eval_inputs=None, task=causal_lm)
+    assert record["status"] == "ok", record["error"]
+    return out
+
+
+def test_a_causal_lm_generates_in_the_device_venv(sshd, device_python, onnx_lm_dir, tmp_path):
+    profile = sshd.profile(tmp_path, python=device_python)
+    entry = bench_artifact(onnx_lm_dir, str(profile), threads=1, batch_size=1, seq_len=None,
+                           warmup=1, min_iterations=2, min_time_s=0.0, energy="estimate",
+                           generate={"prompt_lengths": [4, 8], "new_tokens": 5})
+    assert entry["status"] == "ok" and entry["scenario"] == "generate"
+    assert entry["runtime"] == "onnxruntime" and entry["environment"]["runtimes"].keys() == {"onnxruntime", "numpy"}
+    assert [p["prompt_len"] for p in entry["generation"]["prompts"]] == [4, 8]
+    assert entry["latency_ms"]["n"] == 2 * 2 * 4          # TPOT: 2 lengths x 2 generations x 4 steps
+    assert entry["metrics"]["greedy_agreement"] == 1.0
