@@ -331,3 +331,28 @@ def export_inputs(tokenizer, data, recipe) -> dict:
                              min(recipe.distill.eval_texts, ARTIFACT_EVAL_TEXTS), 0)
     return {"eval_inputs": {"input_ids": ids, "attention_mask": mask},
             "eval_labels": [np.asarray(c, dtype=np.int64) for c in chunks], "calibration": None}
+
+
+def operations(config: dict, seq_len: int, batch_size: int = 1) -> float | None:
+    """Floating-point operations of one decode step (one output token) at a context of
+    `seq_len` tokens, in GFLOP (2 per multiply-add), from config.json: per layer the Q and output
+    projections (2·h·a), the K and V projections (2·h·a_kv, grouped-query attention shares them),
+    the attention over the context (2·seq·a), the gated feed-forward block (3·h·f for Llama-like
+    models, 2·h·f for GPT-2), plus the LM head (h·V). Norms, rotary embeddings and softmax are
+    left out. None for a config this formula does not describe. Decode time per token is what a
+    generation benchmark's TPOT measures, so GFLOP/s here is per output token."""
+    hidden = config.get("hidden_size") or config.get("n_embd")
+    layers = config.get("num_hidden_layers") or config.get("n_layer")
+    heads = config.get("num_attention_heads") or config.get("n_head")
+    vocab = config.get("vocab_size")
+    if not (hidden and layers and heads and vocab):
+        return None
+    head_size = config.get("head_dim") or hidden // heads
+    kv_heads = config.get("num_key_value_heads") or heads
+    gated = "intermediate_size" in config
+    ffn = config.get("intermediate_size") or config.get("n_inner") or 4 * hidden
+    attention, kv = heads * head_size, kv_heads * head_size
+    per_layer = 2 * hidden * attention + 2 * hidden * kv + 2 * seq_len * attention
+    per_layer += (3 if gated else 2) * hidden * ffn
+    macs = layers * per_layer + hidden * vocab
+    return 2 * macs * batch_size / 1e9
