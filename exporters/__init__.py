@@ -123,10 +123,15 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
         _remove(stage)
         raise
     export_time = time.perf_counter() - started
+    generative = getattr(task, "GENERATIVE", False)
 
     checked = verify.verify_artifact(stage / info["artifact"], fmt, precision, task=task,
                                      reference=reference, inputs=eval_inputs, labels=eval_labels,
                                      threads=threads)
+    if generative and checked["metrics"] is not None and eval_labels:
+        # the artifact's perplexity is judged against its own source's on the same texts
+        checked["metrics"]["source_perplexity"] = references.source_perplexity(model_dir, task,
+                                                                                 eval_labels)
     record = ExportRecord(
         name=name, role=role, format=fmt, precision=precision,
         status="failed" if checked["error"] else "ok", artifact=info["artifact"],
@@ -137,7 +142,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
         settings=info.get("settings", {}), **checked).to_dict()
     # After size_bytes is measured: the bundle files are not part of the artifact's size.
     bundle.write_bundle(stage, model_dir, record)
-    if getattr(task, "GENERATIVE", False):     # prompts (the runner cuts its lengths from them)
+    if generative:     # prompts (the runner cuts its lengths from them)
         save_inputs(stage, eval_inputs)
     else:
         save_inputs(stage, {k: v for k, v in eval_inputs.items() if k in record["input_names"]},

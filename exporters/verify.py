@@ -147,6 +147,30 @@ class ReferenceOutputs:
         self._memory[key] = outputs
         return outputs
 
+    def source_perplexity(self, model_dir: Path, task: ModuleType, texts: list) -> float | None:
+        """A causal LM source's perplexity on the held-out `texts` (token-id arrays), scored
+        through the PyTorch generator, so an artifact's perplexity on the same texts can be
+        judged against its own source's. Cached like the reference outputs."""
+        from edgekd.benchmarks.runtime_pytorch import Generator
+        from edgekd.exporters import source_fingerprint
+
+        if not texts:
+            return None
+        digest = inputs_digest({f"t{i}": np.asarray(t) for i, t in enumerate(texts)})
+        key = f"perplexity-{source_fingerprint(model_dir)}-{digest}"
+        if key not in self._memory:
+            path = self.cache_dir / f"reference-{key}.npy" if self.cache_dir else None
+            if path is not None and path.is_file():
+                self._memory[key] = np.load(path)
+            else:
+                generator = Generator.from_model(task.load_reference(model_dir))
+                logits = [runtimes.sequence_logits(generator, ids) for ids in texts]
+                self._memory[key] = np.array([task.quality(logits, texts)["perplexity"]])
+                self.computed += 1
+                if path is not None:
+                    _save_npy_atomic(path, self._memory[key])
+        return float(self._memory[key][0])
+
 
 def inputs_digest(inputs: dict[str, np.ndarray]) -> str:
     """A short digest of named arrays (names, shapes, values)."""
