@@ -1,8 +1,8 @@
 """Build report.json / report.md / report.html from a run folder, and the `edgekd report` command.
 
 The report gathers every bench result (`bench/<target>/<name>-t<threads>.json`), fills each
-entry's accuracy and parity from `exports/<name>/export.json` (or `teacher|student/metrics.json`
-for the PyTorch originals), lists failed exports as failed entries (never with a latency), and
+entry's accuracy, quality metrics (a causal LM's perplexity, greedy agreement) and parity from
+`exports/<name>/export.json` (or `teacher|student/metrics.json` for the PyTorch originals), lists failed exports as failed entries (never with a latency), and
 records the environment plus the recipe's bench settings. Raw latency samples are kept, so
 `edgekd compare` can put a confidence interval on a later change.
 """
@@ -13,13 +13,14 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from edgekd.report.recommend import DEFAULT_BUDGET, recommend
+from edgekd.report.recommend import DEFAULT_BUDGET, DEFAULT_PERPLEXITY_BUDGET, recommend
 from edgekd.benchmarks.contracts import REPORT_SCHEMA, BenchEntry, ContractError, Report
 from edgekd.errors import EdgekdError
 from edgekd.files import read_json, write_json_atomic, write_text_atomic
+from edgekd.report.rows import is_generative
 ROLE_ORDER = {"teacher": 0, "student": 1}
 FORMAT_ORDER = {"pytorch": 0, "onnx": 1, "openvino": 2, "tflite": 3}
-PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-dynamic": 2, "int8-static": 3}
+PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8-dynamic": 2, "int8-static": 3, "int4": 4}
 
 
 def _read(path: Path) -> Any:
@@ -84,12 +85,20 @@ def _fill_operations(entries: list[dict[str, Any]], run_dir: Path) -> None:
                if (run_dir / role / "config.json").is_file()}
     for entry in entries:
         config = configs.get(entry.get("role"))
-        if config is None or not entry.get("seq_len") or entry.get("status") != "ok":
+        if config is None or not entry.get("seq_len") or entry.get("status") != "ok" \
+                or is_generative(entry):  # one decode step is not "one inference at seq_len"
             continue
         gflop = task.operations(config, int(entry["seq_len"]), int(entry.get("batch_size") or 1))
         p50 = (entry.get("latency_ms") or {}).get("p50")
         entry["gflop"] = gflop
         entry["gflop_per_s"] = gflop / (p50 / 1000) if gflop and p50 else None
+
+
+def _quality(source: dict[str, Any]) -> dict[str, Any] | None:
+    """The quality metrics of an export.json (its `metrics`) or a metrics.json (itself)."""
+    if "schema" in source:
+        return source.get("metrics")
+    return source or None
 
 
 def _sort_key(entry: dict[str, Any]) -> tuple:
@@ -120,6 +129,8 @@ def build_report(run_dir: Path) -> dict[str, Any]:
             source = export or {}
         if entry.get("accuracy") is None and source.get("accuracy") is not None:
             entry["accuracy"] = source["accuracy"]
+        if entry.get("metrics") is None and is_generative(entry) and _quality(source):
+            entry["metrics"] = _quality(source)
         if entry.get("parity") is None and export and export.get("parity") is not None:
             entry["parity"] = export["parity"]
         if not entry.get("size_bytes") and export and export.get("size_bytes"):
@@ -140,6 +151,9 @@ def build_report(run_dir: Path) -> dict[str, Any]:
                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     accuracy_budget=(recipe.get("report") or {}).get("accuracy_budget",
                                                                        DEFAULT_BUDGET)).to_dict()
+    if any(is_generative(e) for e in entries):
+        report["perplexity_budget"] = (recipe.get("report") or {}).get("perplexity_budget",
+                                                                     DEFAULT_PERPLEXITY_BUDGET)
     report["recommended"] = [{"setting": pick["label"], "name": pick["entry"]["name"],
                               "within_budget": pick["within_budget"], "why": pick["why"]}
                              for pick in recommend(report, report["accuracy_budget"])]

@@ -15,7 +15,7 @@ from edgekd.report import plots
 from edgekd.report.markdown import (MAIN_COLUMNS, environment_lines, row_cells,
                                     target_environment_lines)
 from edgekd.report.rows import (
-    comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_setting,
+    comparison_rows, failed_entries, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_setting,
     is_estimate, latency, pareto_front, setting)
 
 CSS = """
@@ -96,6 +96,55 @@ def setting_section(rows: list[dict[str, Any]]) -> str:
     return "".join(out)
 
 
+def generation_section(entries: list[dict[str, Any]]) -> str:
+    """A causal LM's setting: the generation table, TPOT whiskers, TTFT and decode-rate bars,
+    size, peak memory and energy per token."""
+    from edgekd.report.generation import (decode_rate, fmt_energy_per_token, fmt_rate,
+                                          generation_cells, generation_columns, generation_note,
+                                          prompt_lengths, ttft)
+
+    lengths = prompt_lengths(entries[0])
+    title = fmt_setting(entries[0])
+
+    def teacher(e):
+        return e.get("role") == "teacher"
+
+    out = [f"<h2>Generation: {escape(title)}</h2>",
+           html_table(generation_columns(lengths), [generation_cells(e, lengths) for e in entries],
+                      ["teacher" if teacher(e) else "" for e in entries], "generation"),
+           f'<p class="note">{escape(generation_note())}</p>', '<div class="plots">',
+           plots.whiskers([{"label": e["name"], "p50": latency(e), "p90": latency(e, "p90"),
+                            "p99": latency(e, "p99"), "teacher": teacher(e)} for e in entries],
+                          f"Time per output token (TPOT) — {title}")]
+    longest = lengths[-1]
+    timed = [e for e in entries if ttft(e, longest)]
+    if timed:
+        out.append(plots.bars([{"label": e["name"], "value": ttft(e, longest),
+                                "text": fmt_ms(ttft(e, longest)), "teacher": teacher(e)}
+                               for e in timed], f"Time to first token @{longest}", "ms, p50"))
+    rated = [e for e in entries if decode_rate(e)]
+    if rated:
+        out.append(plots.bars([{"label": e["name"], "value": decode_rate(e),
+                                "text": fmt_rate(decode_rate(e)), "teacher": teacher(e)}
+                               for e in rated], "Decode speed", "tokens/s, higher is faster"))
+    for key, what, unit, text in (("size_bytes", "Model size", "MB on disk", fmt_bytes),
+                                  ("peak_memory_mb", "Peak memory", "MB, process peak RSS", fmt_mb)):
+        shown = [e for e in entries if e.get(key)]
+        if shown:
+            scale = 1e6 if key == "size_bytes" else 1
+            out.append(plots.bars([{"label": e["name"], "value": e[key] / scale,
+                                    "text": text(e[key]), "teacher": teacher(e)} for e in shown],
+                                  what, unit))
+    energy = [e for e in entries if e.get("energy_j")]
+    if energy:
+        out.append(plots.bars([{"label": e["name"], "value": e["energy_j"],
+                                "text": fmt_energy_per_token(e), "teacher": teacher(e),
+                                "estimate": is_estimate(e)} for e in energy],
+                              "Energy per token", "joules; hatched = estimate, not measured"))
+    out.append("</div>")
+    return "".join(out)
+
+
 def hardware_section(hardware: dict[str, Any]) -> str:
     """Target against target: the table (p50 per target, ratio to the first) and a grouped plot."""
     from edgekd.report.hardware import comparison_table
@@ -115,14 +164,12 @@ def hardware_section(hardware: dict[str, Any]) -> str:
 
 def answer_section(report: dict[str, Any]) -> str:
     """The first screen: teacher against the recommended student artifact, and why."""
-    from edgekd.report.summary import summary_rows, summary_title, summary_why
+    from edgekd.report.summary import budget_note, summary_rows, summary_title, summary_why
 
     rows = summary_rows(report)
     if not rows:
         return ""
-    budget = report.get("accuracy_budget")
-    note = summary_why(report) + (f" Accuracy budget: {100 * budget:g} point(s) (recipe "
-                                  "report.accuracy_budget)." if budget is not None else "")
+    note = summary_why(report) + budget_note(report, code=False)
     return (f'<section class="answer"><h2>{escape(summary_title(report))}</h2>'
             + html_table(("", "teacher", "recommended student", "student vs teacher"),
                          [list(r) for r in rows], cls="answer")
@@ -140,7 +187,11 @@ def render_html(report: dict[str, Any], hardware: dict[str, Any] | None = None,
     body = [f"<h1>{escape(title)}</h1>",
             f'<p class="note">created {escape(str(report.get("created") or ""))}</p>',
             answer_section(report)]
-    if not groups and entries:
+    from edgekd.report.generation import generation_groups
+
+    generation = generation_groups(entries)
+    body += [generation_section(lm_entries) for lm_entries in generation.values()]
+    if not groups and not generation and entries:
         body.append("<p>No artifact was measured successfully.</p>")
     body += [setting_section(rows) for rows in groups.values()]
     failed = failed_entries(entries)

@@ -6,7 +6,7 @@ from typing import Any
 
 from edgekd.report.rows import (
     comparison_rows, failed_entries, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_pct,
-    fmt_ratio, fmt_setting, latency, setting)
+    fmt_ratio, fmt_setting, is_generative, latency, setting)
 
 # The artifact's name says its role, format and precision; an estimated energy is marked ≈.
 MAIN_COLUMNS = ("artifact", "accuracy", "retention", "p50", "p99", "speed-up", "size",
@@ -82,19 +82,43 @@ def target_environment_lines(target: str, env: dict[str, Any]) -> list[str]:
 
 def answer_markdown(report: dict[str, Any]) -> list[str]:
     """The first screen: the teacher against the recommended student artifact, and why."""
-    from edgekd.report.summary import summary_rows, summary_title, summary_why
+    from edgekd.report.summary import (budget_note, recommended_student, summary_rows,
+                                       summary_title, summary_why)
 
     rows = summary_rows(report)
     if not rows:
         return []
-    budget = report.get("accuracy_budget")
+    note = ("GFLOP: operations of one inference from the model's config; GFLOP/s: GFLOP / p50, "
+            "how close a runtime comes to the hardware. Energy marked ≈ is an estimate.")
+    if is_generative(recommended_student(report)):
+        note = ("Ratios are taken so that above 1× the student is better: decode tokens/s "
+                "student / teacher; TTFT, TPOT, size, memory and energy teacher / student. "
+                "Energy marked ≈ is an estimate.")
     return [f"## {summary_title(report)}", "",
             table(("", "teacher", "recommended student", "student vs teacher"),
                   [list(r) for r in rows]), "",
-            summary_why(report) + (f" Accuracy budget: {100 * budget:g} point(s) "
-                                   "(recipe `report.accuracy_budget`)." if budget is not None else ""),
-            "", "GFLOP: operations of one inference from the model's config; GFLOP/s: GFLOP / p50, "
-            "how close a runtime comes to the hardware. Energy marked ≈ is an estimate.", ""]
+            summary_why(report) + budget_note(report), "", note, ""]
+
+
+def generation_markdown(report: dict[str, Any]) -> list[str]:
+    """A causal LM's generation table per setting (target, threads, prompt lengths, new tokens)."""
+    from edgekd.report.generation import (generation_cells, generation_columns, generation_groups,
+                                          generation_note, prompt_lengths)
+
+    out = []
+    for entries in generation_groups(report.get("entries", [])).values():
+        lengths = prompt_lengths(entries[0])
+        rows = []
+        for entry in entries:
+            cells = generation_cells(entry, lengths)
+            if entry.get("role") == "teacher":
+                cells[0] = f"**{cells[0]}** (teacher)"
+            rows.append(cells)
+        out += [f"## Generation: {fmt_setting(entries[0])}", "",
+                table(generation_columns(lengths), rows), ""]
+    if out:
+        out += [generation_note(), ""]
+    return out
 
 
 def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = None) -> str:
@@ -103,7 +127,9 @@ def render_markdown(report: dict[str, Any], hardware: dict[str, Any] | None = No
     out = [f"# edgekd report: {report.get('run') or 'benchmark'}", ""]
     out += answer_markdown(report)
     groups = main_rows(report)
-    if not groups:
+    generation = generation_markdown(report)
+    out += generation
+    if not groups and not generation:
         out += ["No artifact was measured successfully.", ""]
     for where, rows in groups.items():
         first = next(e for e in entries if setting(e) == where)

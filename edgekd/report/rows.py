@@ -4,6 +4,8 @@ Markdown, HTML and the terminal summary all show the same rows, computed here on
 artifact is compared with the teacher measured in the *same setting* (target, threads, batch
 size, sequence length): a speed-up across two machines would mean nothing.
 Accuracy is a fraction in [0, 1] (as in metrics.json and export.json) and shown in percent.
+A causal LM's entries (scenario "generate") have their own setting, table and numbers
+(`generation.py`); the classifier's table leaves them out.
 """
 
 from __future__ import annotations
@@ -13,8 +15,19 @@ from typing import Any
 Entry = dict[str, Any]
 
 
+def is_generative(entry: Entry) -> bool:
+    """True for an entry measured with the runner's generate scenario (a causal LM)."""
+    return entry.get("scenario") == "generate" and bool(entry.get("generation"))
+
+
 def setting(entry: Entry) -> tuple:
-    """Where and how an entry was measured: (target, threads, batch size, sequence length)."""
+    """Where and how an entry was measured: (target, threads, batch size, sequence length); for
+    a causal LM (target, threads, prompt lengths, new tokens)."""
+    if is_generative(entry):
+        generation = entry["generation"]
+        lengths = generation.get("prompt_lengths") or [p["prompt_len"] for p in generation.get("prompts", [])]
+        return (entry.get("target"), entry.get("threads"), tuple(sorted(int(n) for n in lengths)),
+                generation.get("new_tokens"))
     return (entry.get("target"), entry.get("threads"), entry.get("batch_size"), entry.get("seq_len"))
 
 
@@ -42,11 +55,12 @@ def teacher_for(entry: Entry, entries: list[Entry]) -> Entry | None:
 
 
 def comparison_rows(entries: list[Entry]) -> list[dict[str, Any]]:
-    """One row per successfully measured entry, with its ratios to the teacher of its setting:
-    accuracy retention (%), speed-up (teacher p50 / p50) and size ratio (teacher size / size)."""
+    """One row per successfully measured entry (not a causal LM's: `generation.py`), with its
+    ratios to the teacher of its setting: accuracy retention (%), speed-up (teacher p50 / p50)
+    and size ratio (teacher size / size)."""
     rows = []
     for entry in entries:
-        if not is_ok(entry):
+        if not is_ok(entry) or is_generative(entry):
             continue
         teacher = teacher_for(entry, entries)
         row = {"entry": entry, "teacher": teacher, "retention": None, "speedup": None,
@@ -121,11 +135,18 @@ def fmt_energy(entry: Entry) -> str:
 
 
 def fmt_setting(entry: Entry) -> str:
-    """A short label of the measurement setting, e.g. "local, 1 thread, b1, s128"."""
+    """A short label of the measurement setting, e.g. "local, 1 thread, b1, s128" (a causal LM:
+    "local, 1 thread, prompts 64/256 tokens, 32 new tokens")."""
     threads = entry.get("threads")
     parts = [str(entry.get("target") or "—")]
     if threads is not None:
         parts.append(f"{threads} thread" + ("s" if threads != 1 else ""))
+    if is_generative(entry):
+        _, _, lengths, new_tokens = setting(entry)
+        parts.append(f"prompts {'/'.join(str(n) for n in lengths)} tokens")
+        if new_tokens is not None:
+            parts.append(f"{new_tokens} new tokens")
+        return ", ".join(parts)
     if entry.get("batch_size") is not None:
         parts.append(f"b{entry['batch_size']}")
     if entry.get("seq_len") is not None:

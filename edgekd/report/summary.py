@@ -4,17 +4,19 @@ table that ends a run.
 "Recommended" is defined in `recommend.py`: in the setting where the teacher was measured first
 (the recipe's first target and thread count), the fastest student artifact whose accuracy is
 within the recipe's accuracy budget of the teacher's — so the speed-up printed is a
-like-for-like ratio and the accuracy given up is one the user agreed to.
+like-for-like ratio and the accuracy given up is one the user agreed to. For a causal LM the
+rows are perplexity, decode tokens/s, TTFT per prompt length, TPOT, size, memory and energy per
+token, and the budget is on perplexity (`recommend.recommend_generation`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgekd.report.recommend import DEFAULT_BUDGET, recommend
+from edgekd.report.recommend import DEFAULT_BUDGET, DEFAULT_PERPLEXITY_BUDGET, recommend
 from edgekd.report.rows import (
-    Entry, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting, is_ok, latency, setting,
-    teacher_for)
+    Entry, fmt_acc, fmt_bytes, fmt_energy, fmt_mb, fmt_ms, fmt_ratio, fmt_setting, is_generative,
+    is_ok, latency, setting, teacher_for)
 
 
 def primary_setting(report: dict[str, Any]) -> tuple | None:
@@ -48,6 +50,8 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if pick is None:
         return []
     student, teacher = pick["entry"], teacher_for(pick["entry"], report.get("entries", []))
+    if is_generative(student):
+        return generation_summary_rows(teacher, student)
 
     def ratio(a, b):
         return fmt_ratio(a / b) if a and b else "—"
@@ -71,6 +75,59 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("energy / inference", fmt_energy(teacher), fmt_energy(student),
          f"{ratio(e_t, e_s)} less" if e_t and e_s else "—"),
     ]
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return fmt_ratio(a / b) if a and b else "—"
+
+
+def generation_summary_rows(teacher: Entry, student: Entry) -> list[tuple[str, str, str, str]]:
+    """The causal-LM rows: perplexity of both, decode tokens/s, TTFT per prompt length and
+    TPOT with their ratios, size, peak memory and energy per token."""
+    from edgekd.report.generation import (
+        decode_rate, fmt_energy_per_token, fmt_ppl, fmt_rate, fmt_share, greedy_agreement,
+        perplexity, prompt_lengths, ttft)
+
+    ppl_t, ppl_s = perplexity(teacher), perplexity(student)
+    dec_t, dec_s = decode_rate(teacher), decode_rate(student)
+    mem_t, mem_s = teacher.get("peak_memory_mb"), student.get("peak_memory_mb")
+    e_t, e_s = teacher.get("energy_j"), student.get("energy_j")
+    rows = [
+        ("artifact", teacher["name"], student["name"], ""),
+        ("perplexity", fmt_ppl(ppl_t), fmt_ppl(ppl_s),
+         f"{_ratio(ppl_s, ppl_t)} the teacher's" if ppl_t and ppl_s else "—"),
+        ("greedy agreement", fmt_share(greedy_agreement(teacher)),
+         fmt_share(greedy_agreement(student)),
+         "vs the teacher" if student.get("format") == "pytorch" else "vs its PyTorch source"),
+        ("decode tokens/s", fmt_rate(dec_t), fmt_rate(dec_s), f"{_ratio(dec_s, dec_t)} faster"),
+    ]
+    for n in prompt_lengths(student):
+        t, s = ttft(teacher, n), ttft(student, n)
+        rows.append((f"TTFT p50 @{n} tokens", fmt_ms(t), fmt_ms(s), f"{_ratio(t, s)} faster"))
+    rows += [
+        ("TPOT p50", fmt_ms(latency(teacher)), fmt_ms(latency(student)),
+         f"{_ratio(latency(teacher), latency(student))} faster"),
+        ("size", fmt_bytes(teacher.get("size_bytes")), fmt_bytes(student.get("size_bytes")),
+         f"{_ratio(teacher.get('size_bytes'), student.get('size_bytes'))} smaller"),
+        ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), f"{_ratio(mem_t, mem_s)} less"),
+        ("energy / token", fmt_energy_per_token(teacher), fmt_energy_per_token(student),
+         f"{_ratio(e_t, e_s)} less" if e_t and e_s else "—"),
+    ]
+    return rows
+
+
+def budget_note(report: dict[str, Any], code: bool = True) -> str:
+    """The budget the recommendation applied, and where the recipe sets it ("" when none)."""
+    pick = recommendation(report)
+    quote = "`" if code else ""
+    if pick is not None and is_generative(pick["entry"]):
+        budget = report.get("perplexity_budget")
+        budget = DEFAULT_PERPLEXITY_BUDGET if budget is None else budget
+        return (f" Perplexity budget: an artifact's perplexity at most {1 + budget:g}× the "
+                f"PyTorch student's (recipe {quote}report.perplexity_budget{quote}).")
+    budget = report.get("accuracy_budget")
+    return (f" Accuracy budget: {100 * budget:g} point(s) (recipe "
+            f"{quote}report.accuracy_budget{quote})." if budget is not None else "")
 
 
 def _gflop(value: float | None) -> str:
