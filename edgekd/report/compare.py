@@ -1,6 +1,7 @@
 """`edgekd compare BASELINE.json CANDIDATE.json`: the latency regression gate for CI.
 
-Entries are matched on (name, format, precision, target, threads, batch size, sequence length).
+Entries are matched on (name, format, precision, target, threads, batch size, sequence length),
+and a causal LM's (scenario "generate") also on its prompt lengths and new tokens.
 Matched entries must have been measured on comparable machines: the same CPU model, CPU flags,
 logical cores and runtime versions, read from each entry's own environment (collected by the
 runner on the target); a difference is refused with one line unless `--allow-different-env`.
@@ -9,7 +10,10 @@ Each matched pair is judged by `gate_stats.judge` on the entries' repeats (K fre
 measurements per side; docs/regression-gate.md): Welch's t on the per-repeat log-statistic, a
 one-sided test of "slower by more than the threshold", Holm's correction over all entries so the
 chance of any false alarm in the comparison is at most alpha. An old entry without repeats is
-one repeat (its verdict carries the warning). Exit code: 0 nothing regressed, 1 something did;
+one repeat (its verdict carries the warning). A causal LM is gated on its time per output token
+(TPOT: `latency_ms`/`samples_ms`) and on its time to first token at each prompt length (TTFT:
+each repeat's `generation.prompts[j].ttft_samples_ms`): one row each, all in Holm's family, its
+perplexity shown beside. Exit code: 0 nothing regressed, 1 something did;
 bad input raises EdgekdError (exit 2). `--md FILE` writes the Markdown summary (a PR comment),
 `--json FILE` the verdicts.
 """
@@ -60,7 +64,14 @@ def load_entries(path: str | Path) -> list[dict[str, Any]]:
 
 
 def key_of(entry: dict[str, Any]) -> tuple:
-    return tuple(entry.get(k) for k in MATCH_KEY)
+    """What an entry is matched on; a causal LM's key adds its prompt lengths and new tokens."""
+    from edgekd.report.generation import prompt_lengths
+    from edgekd.report.rows import is_generative
+
+    key = tuple(entry.get(k) for k in MATCH_KEY)
+    if is_generative(entry):
+        key += (tuple(prompt_lengths(entry)), entry["generation"].get("new_tokens"))
+    return key
 
 
 def repeats_of(entry: dict[str, Any]) -> tuple[list[list[float]], bool]:
@@ -71,6 +82,21 @@ def repeats_of(entry: dict[str, Any]) -> tuple[list[list[float]], bool]:
         return reps, True
     samples = entry.get("samples_ms") or []
     return ([samples] if samples else []), False
+
+
+def measures_of(entry: dict[str, Any]) -> dict[str, tuple[list[list[float]], bool, dict]]:
+    """What the gate judges of an entry: {measure: (repeats, had repeats, summary)}. A
+    classifier: its latency. A causal LM: TPOT, and TTFT at each prompt length."""
+    from edgekd.report.generation import prompt_lengths, prompt_record, ttft_repeats
+    from edgekd.report.rows import is_generative
+
+    if not is_generative(entry):
+        return {"latency": (*repeats_of(entry), entry.get("latency_ms") or {})}
+    out = {"TPOT": (*repeats_of(entry), entry.get("latency_ms") or {})}
+    for length in prompt_lengths(entry):
+        out[f"TTFT @{length}"] = (*ttft_repeats(entry, length),
+                                  (prompt_record(entry, length) or {}).get("ttft_ms") or {})
+    return out
 
 
 def machine_of(entry: dict[str, Any]) -> dict[str, Any]:
@@ -107,13 +133,15 @@ def machine_difference(base: dict[str, Any], cand: dict[str, Any]) -> str | None
     return None
 
 
-def _row(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
+def _row(base: dict[str, Any], cand: dict[str, Any], measure: str = "latency") -> dict[str, Any]:
+    from edgekd.report.generation import perplexity
+
     return {"key": key_of(base), "name": base.get("name"), "target": base.get("target"),
             "threads": base.get("threads"), "batch_size": base.get("batch_size"),
-            "seq_len": base.get("seq_len"), "base": None, "cand": None, "ratio": None,
-            "ci_low": None, "ci_high": None, "confidence": None, "p_value": None,
+            "seq_len": base.get("seq_len"), "measure": measure, "base": None, "cand": None,
+            "ratio": None, "ci_low": None, "ci_high": None, "confidence": None, "p_value": None,
             "p_adjusted": None, "n_repeats": [0, 0], "method": None, "verdict": "unchanged",
-            "warning": None}
+            "warning": None, "perplexity": [perplexity(base), perplexity(cand)]}
 
 
 def compare_reports(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]],
@@ -142,30 +170,37 @@ def compare_reports(baseline: list[dict[str, Any]], candidate: list[dict[str, An
         raise EdgekdError(f"not comparable: {differences[0]} (--allow-different-env to compare anyway)")
     rows, judged, flat = [], {}, {}
     for base, cand in pairs:
-        row = _row(base, cand)
-        rows.append(row)
         if base.get("status", "ok") != "ok" or cand.get("status", "ok") != "ok":
             # A candidate that stopped working is worse than any slowdown.
+            row = _row(base, cand, next(iter(measures_of(base if base.get("status", "ok") == "ok"
+                                                          else cand))))
+            rows.append(row)
             row["verdict"] = "regressed (failed)" if base.get("status", "ok") == "ok" else "baseline failed"
             row["method"] = cand.get("error") or base.get("error") or "failed"
             continue
-        (b_reps, b_has), (c_reps, c_has) = repeats_of(base), repeats_of(cand)
-        if b_reps and c_reps:
-            judged[len(rows) - 1] = (b_reps, c_reps)
-            flat[len(rows) - 1] = [FLAT_WARNING.format(side=side) for side, has in
-                                   (("the baseline", b_has), ("the candidate", c_has)) if not has]
-            row["base"] = math.exp(sum(math.log(statistic_of(r, metric)) for r in b_reps) / len(b_reps))
-            row["cand"] = math.exp(sum(math.log(statistic_of(r, metric)) for r in c_reps) / len(c_reps))
-            continue
-        # No samples at all (a hand-made or trimmed report): point values, no test.
-        stat = "p50" if metric == "median" else metric
-        b, c = (base.get("latency_ms") or {}).get(stat), (cand.get("latency_ms") or {}).get(stat)
-        if not b or c is None:
-            row.update(verdict="no data", method=f"no {stat} value")
-            continue
-        row.update(base=float(b), cand=float(c), ratio=float(c) / float(b),
-                   method="no samples: point values, no test")
-        row["verdict"] = "REGRESSED" if row["ratio"] - 1 > threshold else "unchanged"
+        cand_measures = measures_of(cand)
+        for measure, (b_reps, b_has, b_summary) in measures_of(base).items():
+            if measure not in cand_measures:
+                continue
+            c_reps, c_has, c_summary = cand_measures[measure]
+            row = _row(base, cand, measure)
+            rows.append(row)
+            if b_reps and c_reps:
+                judged[len(rows) - 1] = (b_reps, c_reps)
+                flat[len(rows) - 1] = [FLAT_WARNING.format(side=side) for side, has in
+                                       (("the baseline", b_has), ("the candidate", c_has)) if not has]
+                row["base"] = math.exp(sum(math.log(statistic_of(r, metric)) for r in b_reps) / len(b_reps))
+                row["cand"] = math.exp(sum(math.log(statistic_of(r, metric)) for r in c_reps) / len(c_reps))
+                continue
+            # No samples at all (a hand-made or trimmed report): point values, no test.
+            stat = "p50" if metric == "median" else metric
+            b, c = b_summary.get(stat), c_summary.get(stat)
+            if not b or c is None:
+                row.update(verdict="no data", method=f"no {stat} value")
+                continue
+            row.update(base=float(b), cand=float(c), ratio=float(c) / float(b),
+                       method="no samples: point values, no test")
+            row["verdict"] = "REGRESSED" if row["ratio"] - 1 > threshold else "unchanged"
     method = correction = None
     if judged:
         verdicts = judge({i: v for i, v in judged.items()}, threshold=threshold, alpha=alpha,
@@ -212,43 +247,61 @@ def render_markdown(result: dict[str, Any]) -> str:
     from edgekd.report.markdown import table
     from edgekd.report.rows import fmt_ms
 
+    from edgekd.report.generation import fmt_ppl
+
     metric = result["metric"]
+    # A causal LM has several rows (TPOT, TTFT per prompt length): the table then names the
+    # measure of each row and shows perplexity beside; a classifier-only table is as it was.
+    generative = any(r.get("measure", "latency") != "latency" for r in result["rows"])
     rows, warnings = [], []
     for r in result["rows"]:
         interval = (f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}] @{100 * r['confidence']:.1f}%"
                     if r["ci_low"] is not None else (r["method"] or "—"))
         p_adj = "—" if r["p_adjusted"] is None else f"{r['p_adjusted']:.3g}"
-        rows.append([r["name"], r["target"], r["threads"], r["batch_size"], r["seq_len"],
-                     f"{r['n_repeats'][0]}/{r['n_repeats'][1]}", fmt_ms(r["base"]),
-                     fmt_ms(r["cand"]), _pct(r["ratio"]), interval, p_adj, r["verdict"]])
+        cells = [r["name"], r["target"], r["threads"], r["batch_size"], r["seq_len"],
+                 f"{r['n_repeats'][0]}/{r['n_repeats'][1]}", fmt_ms(r["base"]),
+                 fmt_ms(r["cand"]), _pct(r["ratio"]), interval, p_adj, r["verdict"]]
+        what = r["name"]
+        if generative:
+            ppl = r.get("perplexity") or [None, None]
+            cells[1:1] = [r.get("measure", "latency")]
+            cells[-1:-1] = [f"{fmt_ppl(ppl[0])} → {fmt_ppl(ppl[1])}" if any(ppl) else "—"]
+            what = f"{r['name']} ({r.get('measure', 'latency')})"
+        rows.append(cells)
         if r["warning"]:
-            warnings.append(f"- {r['name']} on {r['target']}: {r['warning']}")
+            warnings.append(f"- {what} on {r['target']}: {r['warning']}")
     header = (f"### edgekd latency gate ({result.get('mode', 'compare')}): "
               + (f"{result['regressed']} regressed" if result["regressed"] else "no regression"))
-    out = [header, "", table(("artifact", "target", "threads", "batch", "seq", "repeats (base/cand)",
-                              f"baseline {metric}", f"candidate {metric}", "change", "CI",
-                              "p (adjusted)", "verdict"), rows), ""]
+    columns = ["artifact", "target", "threads", "batch", "seq", "repeats (base/cand)",
+               f"baseline {metric}", f"candidate {metric}", "change", "CI", "p (adjusted)", "verdict"]
+    if generative:
+        columns[1:1] = ["measure"]
+        columns[-1:-1] = ["perplexity (base → cand)"]
+    out = [header, "", table(columns, rows), ""]
     for label, keys in (("Only in the baseline", result.get("only_baseline") or []),
                         ("Only in the candidate", result.get("only_candidate") or [])):
         if keys:
             out.append(f"{label} (not compared): " + "; ".join(
-                f"{k[0]} on {k[3]} t{k[4]} b{k[5]} s{k[6]}" for k in keys))
+                f"{k[0]} on {k[3]} t{k[4]} b{k[5]} s{k[6]}"
+                + (f" prompts {'/'.join(str(n) for n in k[7])} new {k[8]}" if len(k) > 7 else "")
+                for k in keys))
     for diff in result.get("env_differences") or []:
         out.append(f"Different machines (compared anyway, --allow-different-env): {diff}")
     if warnings:
         out += ["Warnings:", *warnings]
     out.append(method_line(result))
     n = result["regressed"]
+    what = "compared rows (measures)" if generative else "compared entries"
     out.append(f"**{n} of {len(result['rows'])} regressed.**" if n else
-               f"**No regression** in {len(result['rows'])} compared entries.")
+               f"**No regression** in {len(result['rows'])} {what}.")
     return "\n".join(out) + "\n"
 
 
 def verdicts_document(result: dict[str, Any]) -> dict[str, Any]:
     """The verdicts as plain data (`--json`), schema edgekd.gate/1."""
-    keep = ("name", "target", "threads", "batch_size", "seq_len", "verdict", "base", "cand",
-            "ratio", "ci_low", "ci_high", "confidence", "p_value", "p_adjusted", "n_repeats",
-            "method", "warning")
+    keep = ("name", "target", "threads", "batch_size", "seq_len", "measure", "verdict", "base",
+            "cand", "ratio", "ci_low", "ci_high", "confidence", "p_value", "p_adjusted",
+            "n_repeats", "method", "warning", "perplexity")
     return {"schema": GATE_SCHEMA, "mode": result.get("mode", "compare"),
             "metric": result["metric"], "threshold": result["threshold"], "alpha": result["alpha"],
             "method": result.get("method"), "correction": result.get("correction"),

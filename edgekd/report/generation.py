@@ -37,6 +37,17 @@ def ttft(entry: Entry, length: int, stat: str = "p50") -> float | None:
     return float(value) if value is not None else None
 
 
+def ttft_repeats(entry: Entry, length: int) -> tuple[list[list[float]], bool]:
+    """The TTFT samples of each repeat (fresh process) at one prompt length, and whether the
+    entry had per-repeat generation records at all (else its pooled samples are one repeat)."""
+    reps = [(prompt_record(rep, length) or {}).get("ttft_samples_ms") or []
+            for rep in entry.get("repeats") or []]
+    if reps and all(reps):
+        return reps, True
+    samples = (prompt_record(entry, length) or {}).get("ttft_samples_ms") or []
+    return ([samples] if samples else []), False
+
+
 def tpot(entry: Entry, stat: str = "p50") -> float | None:
     """Time per output token (ms), pooled over the prompt lengths."""
     return latency(entry, stat)
