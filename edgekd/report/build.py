@@ -2,9 +2,10 @@
 
 The report gathers every bench result (`bench/<target>/<name>-t<threads>.json`), fills each
 entry's accuracy, quality metrics (a causal LM's perplexity, greedy agreement) and parity from
-`exports/<name>/export.json` (or `teacher|student/metrics.json` for the PyTorch originals), lists failed exports as failed entries (never with a latency), and
-records the environment plus the recipe's bench settings. Raw latency samples are kept, so
-`edgekd compare` can put a confidence interval on a later change.
+`exports/<name>/export.json` (or `teacher|student/metrics.json` for the PyTorch originals),
+lists failed exports as failed entries (never with a latency), and records the environment plus
+the recipe's bench settings. Raw latency samples are kept, so `edgekd compare` can put a
+confidence interval on a later change.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def _failed_export_entry(export: dict[str, Any]) -> dict[str, Any]:
 
 def _fill_operations(entries: list[dict[str, Any]], run_dir: Path) -> None:
     """Each measured entry's GFLOP per inference (batch x seq_len), from its role's config
-    (every artifact of a role is that model), and the rate its p50 achieves."""
+    (every artifact of a role is that model), and the rate its p50 achieves. A causal LM's is
+    per output token (one decode step, `causal_lm.operations`), at the mean context of its
+    decode steps, and its rate is against the TPOT p50."""
     from edgekd.tasks import get_task
 
     task = get_task(_recipe(run_dir).get("task"))
@@ -85,13 +88,23 @@ def _fill_operations(entries: list[dict[str, Any]], run_dir: Path) -> None:
                if (run_dir / role / "config.json").is_file()}
     for entry in entries:
         config = configs.get(entry.get("role"))
-        if config is None or not entry.get("seq_len") or entry.get("status") != "ok" \
-                or is_generative(entry):  # one decode step is not "one inference at seq_len"
+        if config is None or not entry.get("seq_len") or entry.get("status") != "ok":
             continue
-        gflop = task.operations(config, int(entry["seq_len"]), int(entry.get("batch_size") or 1))
+        if is_generative(entry):
+            gflop = get_task("causal-lm").operations(config, _decode_context(entry), 1)
+        else:
+            gflop = task.operations(config, int(entry["seq_len"]), int(entry.get("batch_size") or 1))
         p50 = (entry.get("latency_ms") or {}).get("p50")
         entry["gflop"] = gflop
         entry["gflop_per_s"] = gflop / (p50 / 1000) if gflop and p50 else None
+
+
+def _decode_context(entry: dict[str, Any]) -> int:
+    """The mean context of a generate entry's timed decode steps: TPOT is pooled over the
+    prompt lengths, and a step k of a generation from L tokens attends to L + k of them."""
+    generation = entry["generation"]
+    lengths = generation.get("prompt_lengths") or [p["prompt_len"] for p in generation["prompts"]]
+    return round(sum(lengths) / len(lengths) + generation.get("new_tokens", 0) / 2)
 
 
 def _quality(source: dict[str, Any]) -> dict[str, Any] | None:

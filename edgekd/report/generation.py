@@ -99,7 +99,7 @@ def generation_columns(lengths: list[int]) -> tuple[str, ...]:
     """The generation table's header for a group's prompt lengths."""
     longest = lengths[-1] if lengths else "?"
     return (*GENERATION_FIXED_COLUMNS, *(f"TTFT p50 @{n}" for n in lengths), "TPOT p50",
-            "TPOT p90", "TPOT p99", "decode tok/s", f"prefill tok/s @{longest}", "peak memory",
+            "TPOT p90", "TPOT p99", "decode tok/s", f"prefill tok/s @{longest}", "GFLOP/s", "peak memory",
             "energy / token", "perplexity", "greedy agr.")
 
 
@@ -109,12 +109,17 @@ def generation_cells(entry: Entry, lengths: list[int]) -> list[str]:
             fmt_bytes(entry.get("size_bytes")), *(fmt_ms(ttft(entry, n)) for n in lengths),
             fmt_ms(tpot(entry)), fmt_ms(tpot(entry, "p90")), fmt_ms(tpot(entry, "p99")),
             fmt_rate(decode_rate(entry)), fmt_rate(prefill_rate(entry)),
-            fmt_mb(entry.get("peak_memory_mb")), fmt_energy_per_token(entry),
+            fmt_number(entry.get("gflop_per_s")), fmt_mb(entry.get("peak_memory_mb")), fmt_energy_per_token(entry),
             fmt_ppl(perplexity(entry)), fmt_share(greedy_agreement(entry))]
 
 
 def fmt_rate(value: float | None) -> str:
     return "—" if not value else f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def fmt_number(value: float | None) -> str:
+    """Three significant digits (a tiny test model's GFLOP is 0.000123), whole above 100."""
+    return "—" if not value else f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
 def fmt_ppl(value: float | None) -> str:
@@ -141,6 +146,7 @@ def generation_note() -> str:
     """The table's footnote: what each column measures."""
     return ("TTFT: time to first token (prefill + first token) per prompt length; TPOT: time per "
             "output token (one decode step), pooled over the prompt lengths; decode tok/s = "
-            "1 / mean TPOT; greedy agr.: greedy tokens equal to the PyTorch source's (for the "
+            "1 / mean TPOT; GFLOP/s: operations of one decode step (from the model's config) / "
+            "TPOT p50; greedy agr.: greedy tokens equal to the PyTorch source's (for the "
             "PyTorch student: the teacher's). Energy is per generated token, with its method; "
             "≈ marks an estimate.")

@@ -85,13 +85,14 @@ def generation_summary_rows(teacher: Entry, student: Entry) -> list[tuple[str, s
     """The causal-LM rows: perplexity of both, decode tokens/s, TTFT per prompt length and
     TPOT with their ratios, size, peak memory and energy per token."""
     from edgekd.report.generation import (
-        decode_rate, fmt_energy_per_token, fmt_ppl, fmt_rate, fmt_share, greedy_agreement,
+        decode_rate, fmt_energy_per_token, fmt_number, fmt_ppl, fmt_rate, fmt_share, greedy_agreement,
         perplexity, prompt_lengths, ttft)
 
     ppl_t, ppl_s = perplexity(teacher), perplexity(student)
     dec_t, dec_s = decode_rate(teacher), decode_rate(student)
     mem_t, mem_s = teacher.get("peak_memory_mb"), student.get("peak_memory_mb")
     e_t, e_s = teacher.get("energy_j"), student.get("energy_j")
+    g_t, g_s = teacher.get("gflop"), student.get("gflop")
     rows = [
         ("artifact", teacher["name"], student["name"], ""),
         ("perplexity", fmt_ppl(ppl_t), fmt_ppl(ppl_s),
@@ -110,6 +111,8 @@ def generation_summary_rows(teacher: Entry, student: Entry) -> list[tuple[str, s
         ("size", fmt_bytes(teacher.get("size_bytes")), fmt_bytes(student.get("size_bytes")),
          f"{_ratio(teacher.get('size_bytes'), student.get('size_bytes'))} smaller"),
         ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), f"{_ratio(mem_t, mem_s)} less"),
+        ("GFLOP / token", fmt_number(g_t), fmt_number(g_s),
+         f"{_ratio(g_t, g_s)} fewer" if g_t and g_s else "—"),
         ("energy / token", fmt_energy_per_token(teacher), fmt_energy_per_token(student),
          f"{_ratio(e_t, e_s)} less" if e_t and e_s else "—"),
     ]

@@ -1,8 +1,8 @@
 """Causal-LM (generate) entries in the report, the run summary and the regression gate.
 
-The entries are measured for real: a tiny random-init Llama (tests/tiny_lm.py) saved as a
-`teacher` folder and copied to a `student` folder, each benchmarked generating (two prompt
-lengths, two fresh-process repeats) by `bench_artifact`, once per module. Export variants of the
+The entries are measured for real: tiny random-init Llamas (tests/tiny_lm.py, 2 layers as the
+`teacher` folder, 1 as the `student`), each benchmarked generating (two prompt lengths, two
+fresh-process repeats) by `bench_artifact`, once per module. Export variants of the
 student (an ONNX fp32 and an int4 artifact) are that measurement with its times scaled, so which
 one is faster is known without asserting on a speed. The perplexities are those a run's
 metrics.json / export.json would hold (no training runs here).
@@ -39,13 +39,16 @@ def lm_entries(tmp_path_factory) -> dict[str, dict]:
 
     from edgekd.benchmarks.bench import bench_artifact
 
+    from tiny_lm import lm_tokenizer
+
     root = tmp_path_factory.mktemp("lm")
-    teacher = save_tiny_lm(root / "teacher", layers=2)
+    tokenizer = lm_tokenizer()
+    teacher = save_tiny_lm(root / "teacher", layers=2, tokenizer=tokenizer)
+    student = save_tiny_lm(root / "student", layers=1, seed=1, tokenizer=tokenizer)
     rng = np.random.default_rng(0)
-    np.savez(teacher / "inputs.npz", input_ids=rng.integers(1, 200, (3, 40)),
-             attention_mask=np.ones((3, 40), dtype=np.int64))
-    student = root / "student"
-    shutil.copytree(teacher, student)
+    for folder in (teacher, student):
+        np.savez(folder / "inputs.npz", input_ids=rng.integers(1, 200, (3, 40)),
+                 attention_mask=np.ones((3, 40), dtype=np.int64))
     (teacher / "metrics.json").write_text(json.dumps({"perplexity": PPL["teacher"],
                                                       "parameters": 120_000}))
     (student / "metrics.json").write_text(json.dumps({
@@ -102,6 +105,9 @@ def make_run(folder: Path, entries: list[dict], exports: dict[str, float] = (),
     for role, ppl in PPL.items():
         (folder / role).mkdir()
         (folder / role / "metrics.json").write_text(json.dumps({"perplexity": ppl}))
+        model = [e["artifact"] for e in entries if e["name"] == f"{role}-pytorch-fp32"]
+        if model:  # the role's config.json: the report's GFLOP per token
+            shutil.copy(Path(model[0]) / "config.json", folder / role / "config.json")
     for name, ppl in dict(exports).items():
         (folder / "exports" / name).mkdir(parents=True)
         _, fmt, precision = name.split("-", 2)
@@ -142,7 +148,14 @@ def test_report_has_the_generation_table_and_the_lm_recommendation(lm_entries, t
     # perplexity and greedy agreement of an artifact come from its export.json
     assert perplexity(by_name["student-onnx-fp32"]) == pytest.approx(44.0 * 1.02)
     assert by_name["student-onnx-int4"]["metrics"]["greedy_agreement"] == 0.9
-    assert by_name["student-onnx-fp32"]["gflop"] is None   # no "GFLOP per inference" for a decode step
+    # GFLOP of one decode step at the mean context of the timed steps: (8 + 30) / 2 + 8 / 2
+    from edgekd.tasks import causal_lm
+
+    config = json.loads((run / "student" / "config.json").read_text())
+    fp32 = by_name["student-onnx-fp32"]
+    assert fp32["gflop"] == pytest.approx(causal_lm.operations(config, 23, 1))
+    assert fp32["gflop_per_s"] == pytest.approx(fp32["gflop"] / (fp32["latency_ms"]["p50"] / 1000))
+    assert by_name["teacher-pytorch-fp32"]["gflop"] > fp32["gflop"]        # 2 layers vs 1
     # The fastest student within 5% of the PyTorch student's perplexity: ONNX fp32, not int4.
     (pick,) = report["recommended"]
     assert pick["name"] == "student-onnx-fp32" and pick["within_budget"] and pick["setting"] == SETTING
@@ -155,7 +168,6 @@ def test_report_has_the_generation_table_and_the_lm_recommendation(lm_entries, t
     for column in ("TTFT p50 @8", "TTFT p50 @30", "TPOT p50", "TPOT p99", "decode tok/s",
                    "prefill tok/s @30", "peak memory", "energy / token", "perplexity", "greedy agr."):
         assert column in header
-    fp32 = by_name["student-onnx-fp32"]
     line = next(line for line in md.splitlines() if line.startswith("| student-onnx-fp32 |"))
     assert fmt_ms(fp32["latency_ms"]["p50"]) in line and fmt_ms(ttft(fp32, 30)) in line
     assert "| 44.88 |" in line and "| 90.0% |" in line
@@ -166,6 +178,7 @@ def test_report_has_the_generation_table_and_the_lm_recommendation(lm_entries, t
     assert f"{fmt_ratio(decode_rate(fp32) / decode_rate(teacher))} faster" in answer
     assert f"{fmt_ratio(ttft(teacher, 8) / ttft(fp32, 8))} faster" in answer
     assert "Perplexity budget" in answer and "Accuracy budget" not in answer
+    assert f"{fmt_ratio(teacher['gflop'] / fp32['gflop'])} fewer" in answer
 
     html = (run / "report.html").read_text()
     assert 'class="generation"' in html and "Time per output token (TPOT)" in html
