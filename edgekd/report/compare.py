@@ -244,10 +244,9 @@ def method_line(result: dict[str, Any]) -> str:
 
 def render_markdown(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table, the unmatched entries, warnings, method and verdict."""
+    from edgekd.report.generation import fmt_ppl
     from edgekd.report.markdown import table
     from edgekd.report.rows import fmt_ms
-
-    from edgekd.report.generation import fmt_ppl
 
     metric = result["metric"]
     # A causal LM has several rows (TPOT, TTFT per prompt length): the table then names the

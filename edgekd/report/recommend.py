@@ -76,11 +76,23 @@ def student_reference_perplexity(entries: list[Entry], where: tuple) -> float | 
     return perplexity(students[0]) if students else None
 
 
+def perplexity_cost(entry: Entry, reference: float | None) -> float | None:
+    """What exporting cost in perplexity: the entry's perplexity / its reference's. The
+    reference is the PyTorch source's perplexity on the same texts when the export recorded it
+    (`metrics.source_perplexity`: the held-out sets of metrics.json and export.json may differ),
+    else `reference` (the PyTorch student's)."""
+    from edgekd.report.generation import perplexity
+
+    value = perplexity(entry)
+    ref = (entry.get("metrics") or {}).get("source_perplexity") or reference
+    return value / ref if value is not None and ref else None
+
+
 def recommend_generation(entries: list[Entry], where: tuple,
                          budget: float = DEFAULT_PERPLEXITY_BUDGET) -> dict[str, Any] | None:
     """The causal-LM recommendation in setting `where`: the student artifact with the lowest
-    TPOT p50 whose perplexity is at most (1 + budget) x the PyTorch student's; None without a
-    teacher or a student there."""
+    TPOT p50 whose perplexity is at most (1 + budget) x its reference's (`perplexity_cost`);
+    None without a teacher or a student there."""
     from edgekd.report.generation import perplexity
 
     students = [e for e in entries if e.get("role") == "student" and is_generative(e)
@@ -88,21 +100,24 @@ def recommend_generation(entries: list[Entry], where: tuple,
     teacher = teacher_for(students[0], entries) if students else None
     if teacher is None:
         return None
-    scored = [e for e in students if perplexity(e) is not None]
     reference = student_reference_perplexity(entries, where)
-    source = "the PyTorch student's"
-    if reference is None and scored:  # no PyTorch student scored: budget against the best one
-        reference, source = min(perplexity(e) for e in scored), "the best student artifact's"
-    ceiling = None if reference is None else reference * (1 + budget)
-    within = [e for e in scored if ceiling is not None and perplexity(e) <= ceiling * (1 + 1e-12)]
+    source = f"the PyTorch student's ({reference:.2f})" if reference else ""
+    if reference is None:  # no PyTorch student scored: budget against the best artifact
+        reference = min((perplexity(e) for e in students if perplexity(e) is not None), default=None)
+        source = f"the best student artifact's ({reference:.2f})" if reference else ""
+    cost = {id(e): perplexity_cost(e, reference) for e in students}
+    if any((e.get("metrics") or {}).get("source_perplexity") for e in students):
+        source = "its PyTorch source's on the same texts" + (f", else {source}" if source else "")
+    scored = [e for e in students if cost[id(e)] is not None]
+    within = [e for e in scored if cost[id(e)] <= 1 + budget + 1e-12]
     if within:
         pick = min(within, key=latency)
         why = (f"the fastest (TPOT p50) of {len(within)} student artifacts whose perplexity is "
-               f"within {100 * budget:g}% of {source} ({reference:.2f}, ceiling {ceiling:.2f})")
+               f"within {100 * budget:g}% of {source}")
     elif scored:
-        pick = min(scored, key=lambda e: (perplexity(e), latency(e)))
-        why = (f"no student artifact's perplexity is within {100 * budget:g}% of {source} "
-               f"({reference:.2f}); this has the lowest perplexity")
+        pick = min(scored, key=lambda e: (cost[id(e)], latency(e)))
+        why = (f"no student artifact's perplexity is within {100 * budget:g}% of {source}; "
+               "this one's is the closest")
     else:
         pick = min(students, key=latency)
         why = "no student artifact has a perplexity to budget against; this is the fastest (TPOT p50)"

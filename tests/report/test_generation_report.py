@@ -204,6 +204,12 @@ def test_perplexity_budget_from_the_recipe_and_without_a_pytorch_student(lm_entr
     report["entries"] = [e for e in report["entries"] if e["name"] != "student-pytorch-fp32"]
     (pick,) = recommend(report, perplexity_budget=0.05)
     assert pick["entry"]["name"] == "student-onnx-fp32" and "best student artifact's" in pick["why"]
+    # An export that recorded its source's perplexity on its own texts is judged against that.
+    int4 = next(e for e in report["entries"] if e["name"] == "student-onnx-int4")
+    int4["metrics"]["source_perplexity"] = perplexity(int4) / 1.04
+    (pick,) = recommend(report, perplexity_budget=0.05)
+    assert pick["entry"]["name"] == "student-onnx-int4"
+    assert "its PyTorch source's on the same texts" in pick["why"]
 
 
 def write_doc(path: Path, entries: list[dict]) -> str:
