@@ -303,3 +303,26 @@ def test_a_report_mixing_a_classifier_and_lm_entries(lm_entries, tmp_path, capsy
     rows = compare_reports(report["entries"], report["entries"])["rows"]
     assert sorted(r["measure"] for r in rows) == sorted(["latency"] * 2 + ["TPOT", "TTFT @8",
                                                                             "TTFT @30"] * 2)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
+                    "(run `make system-deps`)")
+def test_lm_html_report_loads_cleanly_in_headless_chromium(lm_entries, tmp_path):
+    import re
+    import subprocess
+
+    run = lm_run(tmp_path / "run", lm_entries)
+    reporting.write_report(run, reporting.build_report(run))
+    dom = subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                          "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                          "--dump-dom", (run / "report.html").resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = re.search(r"<body[^>]*>", dom.stdout).group(0)
+    assert 'data-ready="1"' in body and 'data-errors="0"' in body, body
+    # TPOT whiskers, TTFT, decode speed, size and peak memory (no energy was measured)
+    assert 'data-plots="5"' in body
+    assert dom.stdout.count('<table class="generation">') == 1 and 'class="main"' not in dom.stdout
