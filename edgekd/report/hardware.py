@@ -1,7 +1,8 @@
 """The hardware comparison: the same artifacts measured on several targets, target against target.
 
-Entries are matched on (name, format, precision, threads, batch size, sequence length); each
-target is one column. Targets come from one run (a recipe with several targets) or from several
+Entries are matched on (name, format, precision, threads, batch size, sequence length), a
+causal LM's also on its prompt lengths and new tokens (its p50 is the time per output token, TPOT);
+each target is one column. Targets come from one run (a recipe with several targets) or from several
 runs; when two runs used the same target name (two machines that both say "local"), the column
 is labelled with the run name, else the host, so the columns never merge silently.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.report.rows import fmt_ms, fmt_ratio, is_ok, latency
+from edgekd.report.rows import fmt_ms, fmt_ratio, is_generative, is_ok, latency, setting
 
 SCHEMA = "edgekd.hardware/1"
 MATCH_KEY = ("name", "format", "precision", "threads", "batch_size", "seq_len")
@@ -60,8 +61,10 @@ def compare_targets(reports: list[dict[str, Any]]) -> dict[str, Any]:
                                        "cpu": entry.get("cpu"), "runtime": entry.get("runtime"),
                                        "runtime_version": entry.get("runtime_version")}
             key = tuple(entry.get(k) for k in MATCH_KEY)
-            row = rows.setdefault(key, {**dict(zip(MATCH_KEY, key)), "role": entry.get("role"),
-                                        "p50_ms": {}, "p99_ms": {}, "accuracy": {}})
+            generation = setting(entry)[2:] if is_generative(entry) else None
+            row = rows.setdefault(key + (generation,), {
+                **dict(zip(MATCH_KEY, key)), "role": entry.get("role"), "p50_ms": {},
+                "p99_ms": {}, "accuracy": {}, **({"measure": "TPOT"} if generation else {})})
             row["p50_ms"][label] = latency(entry)
             row["p99_ms"][label] = latency(entry, "p99")
             row["accuracy"][label] = entry.get("accuracy")
@@ -81,7 +84,8 @@ def comparison_table(hardware: dict[str, Any]) -> tuple[list[str], list[list]]:
     rows = []
     for row in hardware["rows"]:
         p50 = row["p50_ms"]
-        rows.append([row["name"], row["threads"], row["batch_size"], row["seq_len"],
+        name = f"{row['name']} ({row['measure']})" if row.get("measure") else row["name"]
+        rows.append([name, row["threads"], row["batch_size"], row["seq_len"],
                      *[fmt_ms(p50.get(t)) for t in targets],
                      *[fmt_ratio(p50[t] / p50[reference]) if p50.get(t) and p50.get(reference)
                        else "—" for t in targets[1:]]])

@@ -305,6 +305,21 @@ def test_a_report_mixing_a_classifier_and_lm_entries(lm_entries, tmp_path, capsy
                                                                             "TTFT @30"] * 2)
 
 
+def test_hardware_comparison_of_lm_runs_is_per_output_token(lm_entries, tmp_path):
+    from edgekd.report.hardware import compare_targets, comparison_table
+
+    report = reporting.build_report(lm_run(tmp_path / "a", lm_entries))
+    other = copy.deepcopy(report)
+    for e in other["entries"]:
+        e["target"] = "pi5"
+    other["entries"].append(scaled(lm_entries["teacher"], tpot=2.0) | {"target": "pi5"})
+    other["entries"][-1]["generation"]["new_tokens"] = 16      # another setting: its own row
+    header, rows = comparison_table(compare_targets([report, other]))
+    assert header[-1] == "pi5 vs local" and len(rows) == 5
+    assert all(row[0].endswith("(TPOT)") for row in rows)
+    assert sum(row[-1] == "1.00×" for row in rows) == 4
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 
 
