@@ -5,7 +5,8 @@ pairs: A B, then B A, then A B, ... (each pair starts with the side the previous
 so a trend over the session does not favour a side). Each pair gives log(stat of B / stat of A);
 whatever slows the machine for both members of a pair (another job, a thermal state) cancels in
 that ratio. `gate_stats.judge_paired` decides with a one-sided t-test over the pairs
-(docs/regression-gate.md). Exit code: 0 no regression, 1 regression, 2 bad input.
+(docs/regression-gate.md). A causal LM is judged on its time per output token (TPOT) and on its
+time to first token at each prompt length (TTFT), with Holm's correction over those. Exit code: 0 no regression, 1 regression, 2 bad input.
 """
 
 from __future__ import annotations
@@ -42,30 +43,62 @@ def measure_pairs(baseline, candidate, pairs: int, on_run=None) -> tuple[list[tu
     return [tuple(p) for p in samples], entries
 
 
+def ttft_pairs(entries: list[dict], n_pairs: int) -> dict[str, list[tuple]]:
+    """A causal LM's TTFT pairs per prompt length, {"TTFT @L": [(a_samples, b_samples), ...]},
+    from each side's repeats (a side's repeat i is its run in pair i); {} for a classifier."""
+    from edgekd.report.generation import prompt_lengths, prompt_record
+    from edgekd.report.rows import is_generative
+
+    a, b = entries
+    reps = [e.get("repeats") or [] for e in entries]
+    if not (is_generative(a) and is_generative(b)) or any(len(r) != n_pairs for r in reps):
+        return {}
+    out = {}
+    for length in sorted(set(prompt_lengths(a)) & set(prompt_lengths(b))):
+        sides = [[(prompt_record(rep, length) or {}).get("ttft_samples_ms") for rep in side]
+                 for side in reps]
+        if all(all(side) for side in sides):
+            out[f"TTFT @{length}"] = list(zip(*sides))
+    return out
+
+
 def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: float,
               alpha: float) -> dict[str, Any]:
-    """The paired verdict as a comparison result (the shape `compare.render_markdown` shows)."""
+    """The paired verdict as a comparison result (the shape `compare.render_markdown` shows):
+    one row, or for a causal LM one per measure (TPOT, TTFT per prompt length)."""
     import math
 
     from edgekd.report.compare import METRICS, apply_verdict
-    from edgekd.report.gate_stats import judge_paired, statistic_of
+    from edgekd.report.gate_stats import judge_paired, judge_paired_entries, statistic_of
 
     if metric not in METRICS:
         raise EdgekdError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
     a, b = entries
-    verdict = judge_paired(pairs, threshold=threshold, alpha=alpha, statistic=metric)
+    ttft = ttft_pairs(entries, len(pairs))
+    if ttft:
+        measures = {"TPOT": pairs, **ttft}
+        verdicts = judge_paired_entries(measures, threshold=threshold, alpha=alpha,
+                                        statistic=metric)
+    else:
+        measures = {None: pairs}
+        verdicts = [judge_paired(pairs, threshold=threshold, alpha=alpha, statistic=metric)]
 
-    def geo(side: int) -> float:
-        return math.exp(sum(math.log(statistic_of(p[side], metric)) for p in pairs) / len(pairs))
+    def geo(measured: list[tuple], side: int) -> float:
+        return math.exp(sum(math.log(statistic_of(p[side], metric)) for p in measured) / len(measured))
 
-    row = {"key": None, "name": a["name"] if a["name"] == b["name"] else f"{a['name']} → {b['name']}",
-           "target": a["target"], "threads": a["threads"], "batch_size": a["batch_size"],
-           "seq_len": a["seq_len"], "base": geo(0), "cand": geo(1)}
-    apply_verdict(row, verdict)
-    return {"rows": [row], "metric": metric, "threshold": threshold, "alpha": alpha,
-            "method": verdict.method, "correction": verdict.correction, "env_differences": [],
-            "only_baseline": [], "only_candidate": [], "mode": "ab",
-            "regressed": int(row["verdict"] == "REGRESSED")}
+    rows = []
+    for (measure, measured), verdict in zip(measures.items(), verdicts):
+        row = {"key": None, "name": a["name"] if a["name"] == b["name"] else f"{a['name']} → {b['name']}",
+               "target": a["target"], "threads": a["threads"], "batch_size": a["batch_size"],
+               "seq_len": a["seq_len"], "base": geo(measured, 0), "cand": geo(measured, 1)}
+        if measure:
+            row["measure"] = measure
+        apply_verdict(row, verdict)
+        rows.append(row)
+    return {"rows": rows, "metric": metric, "threshold": threshold, "alpha": alpha,
+            "method": verdicts[0].method, "correction": verdicts[0].correction,
+            "env_differences": [], "only_baseline": [], "only_candidate": [], "mode": "ab",
+            "regressed": sum(row["verdict"] == "REGRESSED" for row in rows)}
 
 
 def ab_command(args) -> int:

@@ -259,6 +259,22 @@ def test_compare_matches_prompt_lengths_and_new_tokens(lm_entries):
     assert result["only_candidate"][0][-2:] == ((8, 30), 16)
 
 
+def test_ab_pairs_an_lm_on_tpot_and_ttft_per_prompt_length(lm_entries):
+    """`edgekd ab`'s verdict from the pairs of real repeats: B is A with TTFT x1.5 in every
+    pair, so the paired log-ratios have no scatter and the verdict does not hang on noise."""
+    from edgekd.report.ab import ab_result
+    from edgekd.report.compare import render_markdown
+
+    a = lm_entries["teacher"]
+    b = scaled(a, ttft_=1.5)
+    pairs = [(ra["samples_ms"], rb["samples_ms"]) for ra, rb in zip(a["repeats"], b["repeats"])]
+    result = ab_result(pairs, [a, b], "p50", 0.05, 0.05)
+    assert [r["measure"] for r in result["rows"]] == ["TPOT", "TTFT @8", "TTFT @30"]
+    assert [r["verdict"] for r in result["rows"]] == ["unchanged", "REGRESSED", "REGRESSED"]
+    assert result["regressed"] == 2 and result["correction"] == "holm over 3 entries"
+    assert "| TTFT @30 |" in render_markdown(result)
+
+
 def classifier_entry(name: str, p50: float, accuracy: float) -> dict:
     """A classifier's entry built the way bench builds one (runner result -> BenchEntry)."""
     from edgekd.benchmarks import stats
