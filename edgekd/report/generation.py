@@ -110,7 +110,16 @@ def generation_cells(entry: Entry, lengths: list[int]) -> list[str]:
             fmt_ms(tpot(entry)), fmt_ms(tpot(entry, "p90")), fmt_ms(tpot(entry, "p99")),
             fmt_rate(decode_rate(entry)), fmt_rate(prefill_rate(entry)),
             fmt_number(entry.get("gflop_per_s")), fmt_mb(entry.get("peak_memory_mb")), fmt_energy_per_token(entry),
-            fmt_ppl(perplexity(entry)), fmt_share(greedy_agreement(entry))]
+            fmt_perplexity_cell(entry), fmt_share(greedy_agreement(entry))]
+
+
+def fmt_perplexity_cell(entry: Entry) -> str:
+    """The perplexity, and its change against the source's on the same texts when the export
+    recorded it (`metrics.source_perplexity`), e.g. "12.41 (+0.3%)"."""
+    value, source = perplexity(entry), (entry.get("metrics") or {}).get("source_perplexity")
+    if value is None or not source:
+        return fmt_ppl(value)
+    return f"{fmt_ppl(value)} ({100 * (value / source - 1):+.1f}%)"
 
 
 def fmt_rate(value: float | None) -> str:
@@ -146,7 +155,8 @@ def generation_note() -> str:
     """The table's footnote: what each column measures."""
     return ("TTFT: time to first token (prefill + first token) per prompt length; TPOT: time per "
             "output token (one decode step), pooled over the prompt lengths; decode tok/s = "
-            "1 / mean TPOT; GFLOP/s: operations of one decode step (from the model's config) / "
+            "1 / mean TPOT; perplexity (change against the PyTorch source's on the same texts); "
+            "GFLOP/s: operations of one decode step (from the model's config) / "
             "TPOT p50; greedy agr.: greedy tokens equal to the PyTorch source's (for the "
             "PyTorch student: the teacher's). Energy is per generated token, with its method; "
             "≈ marks an estimate.")

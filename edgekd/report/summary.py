@@ -126,8 +126,9 @@ def budget_note(report: dict[str, Any], code: bool = True) -> str:
     if pick is not None and is_generative(pick["entry"]):
         budget = report.get("perplexity_budget")
         budget = DEFAULT_PERPLEXITY_BUDGET if budget is None else budget
-        return (f" Perplexity budget: an artifact's perplexity at most {1 + budget:g}× the "
-                f"PyTorch student's (recipe {quote}report.perplexity_budget{quote}).")
+        return (f" Perplexity budget: an artifact's perplexity at most {1 + budget:g}× its "
+                "PyTorch source's on the same held-out texts (else the PyTorch student's) "
+                f"(recipe {quote}report.perplexity_budget{quote}).")
     budget = report.get("accuracy_budget")
     return (f" Accuracy budget: {100 * budget:g} point(s) (recipe "
             f"{quote}report.accuracy_budget{quote})." if budget is not None else "")

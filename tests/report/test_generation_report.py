@@ -210,6 +210,11 @@ def test_perplexity_budget_from_the_recipe_and_without_a_pytorch_student(lm_entr
     (pick,) = recommend(report, perplexity_budget=0.05)
     assert pick["entry"]["name"] == "student-onnx-int4"
     assert "its PyTorch source's on the same texts" in pick["why"]
+    from edgekd.report.markdown import render_markdown
+
+    line = next(line for line in render_markdown(report).splitlines()
+                if line.startswith("| student-onnx-int4 |"))
+    assert "| 52.80 (+4.0%) |" in line
 
 
 def write_doc(path: Path, entries: list[dict]) -> str:
