@@ -145,9 +145,9 @@ def runner_options(*, precision: str | None, threads: int, batch_size: int, seq_
     return options
 
 
-# Generations per prompt length in one repeat: each is `new_tokens` timed decode steps, so a
-# few give hundreds of TPOT samples; more would only lengthen the run.
-GENERATIONS = 3
+# Generations per prompt length in one repeat (at most): each gives one TTFT sample and
+# `new_tokens` - 1 TPOT samples. TTFT is gated too, so it needs more than a handful.
+GENERATIONS = 6
 DEFAULT_GENERATE = {"prompt_lengths": [64, 256], "new_tokens": 32}
 
 

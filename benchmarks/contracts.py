@@ -266,6 +266,7 @@ class Report(_Record):
     created: Optional[str] = None
     timings_s: Optional[dict] = None
     accuracy_budget: Optional[float] = None   # the recipe's report.accuracy_budget
+    perplexity_budget: Optional[float] = None  # causal LMs: the recipe's report.perplexity_budget
     recommended: Optional[list] = None        # per setting: the artifact to ship, and why
     schema: str = REPORT_SCHEMA
 

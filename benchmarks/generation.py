@@ -8,7 +8,8 @@ tokens greedily (min = max: an end token does not stop it), through the runtime'
 
 - TTFT (time to first token): the prefill call plus the argmax of its last logits.
 - TPOT (time per output token): each later decode call plus its argmax.
-- prefill tokens/s = L / TTFT; decode tokens/s = 1 / mean TPOT.
+- prefill tokens/s = L / TTFT p50; decode tokens/s = 1 / TPOT p50 (the medians: one slow
+  generation does not make the rates disagree with the latency columns).
 Warm-up generations run first at every length and are not counted.
 """
 
@@ -88,8 +89,8 @@ def length_record(length: int, ttft: list, tpot: list, generations: int) -> dict
     return {"prompt_len": length, "generations": generations,
             "ttft_ms": ttft_summary, "ttft_samples_ms": ttft,
             "tpot_ms": tpot_summary, "tpot_samples_ms": tpot,
-            "prefill_tokens_per_s": 1000.0 * length / ttft_summary["mean"],
-            "decode_tokens_per_s": 1000.0 / tpot_summary["mean"]}
+            "prefill_tokens_per_s": 1000.0 * length / ttft_summary["p50"],
+            "decode_tokens_per_s": 1000.0 / tpot_summary["p50"]}
 
 
 def pooled(records: list[dict]) -> dict:

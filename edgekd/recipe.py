@@ -252,8 +252,14 @@ class ReportConfig:
     # The accuracy a user will give up against the teacher (a fraction: 0.01 = one point). The
     # report recommends, per target, the fastest student artifact within it.
     accuracy_budget: float = 0.01
+    # Causal LMs: how much higher an artifact's perplexity may be than its PyTorch source's on
+    # the same held-out text (a fraction: 0.05 = 5 %); the fastest within it is recommended.
+    perplexity_budget: float = 0.05
 
     def __post_init__(self):
+        if not 0 <= self.perplexity_budget < 10:
+            raise ValueError("report.perplexity_budget must be a fraction >= 0 (0.05 = 5 % "
+                             "above the source's perplexity)")
         if not 0 <= self.accuracy_budget < 1:
             raise ValueError("report.accuracy_budget must be a fraction in [0, 1) "
                              "(0.01 = one accuracy point)")
