@@ -1,0 +1,160 @@
+"""TFLite export of a causal LM with a KV cache, through litert-torch's generative API.
+
+litert-torch 0.10's generic Hugging Face export needs transformers 5, so the model is rebuilt
+here from the student's config as the generative API's `DecoderOnlyModel` (the layers its
+SmolLM / TinyLlama examples use) and the Hugging Face weights are loaded into it by name with
+its `ModelLoader`. The file holds one `prefill_<n>` signature per prefill length and one
+`decode` signature; each takes `tokens`, `input_pos` and the whole KV cache (`kv_cache_k_<i>`,
+`kv_cache_v_<i>`, [1, context, kv_heads, head_dim] per layer) and returns `logits` and the
+updated cache, which the runtime feeds back (see `Generator` in benchmarks/runtime_tflite.py).
+Prefill is exported with logits for every position (`output_logits_on_prefill`), so the
+perplexity of an artifact needs no teacher forcing.
+
+Only the Llama family (Llama, SmolLM/SmolLM2, TinyLlama: RMSNorm, rotary positions, gated
+SiLU MLP, GQA) maps onto these layers as is; other architectures are refused in one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import types
+from contextlib import contextmanager
+from pathlib import Path
+
+from edgekd.benchmarks.environment import installed_versions
+from edgekd.errors import EdgekdError, first_line
+
+ARTIFACT = "model.tflite"
+LM_PRECISIONS = ("fp32", "int8-dynamic")
+# edgekd precision -> litert-torch's quantization recipe name (converter.QuantizationName).
+RECIPES = {"fp32": "none", "int8-dynamic": "dynamic_int8"}
+SUPPORTED_MODEL_TYPES = ("llama",)
+# Prefill signatures: every length below the context, plus the context itself, so a prompt
+# runs in the smallest one that fits (a short prompt does not pay for a full-context prefill).
+PREFILL_LENGTHS = (32, 128, 512)
+
+
+def prefill_lengths(context: int) -> list[int]:
+    """The prefill signature lengths of an artifact whose KV cache holds `context` tokens."""
+    return sorted({n for n in PREFILL_LENGTHS if n < context} | {context})
+
+
+def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int) -> dict:
+    """Convert the causal LM in `model_dir` to `out_dir/model.tflite` with a KV cache of
+    `seq_len` (the context: prompt + new tokens) entries; return the export.json fields."""
+    if precision not in LM_PRECISIONS:
+        raise EdgekdError(f"tflite cannot export {precision} for a causal LM (supported: "
+                          f"{', '.join(LM_PRECISIONS)})")
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    config = model_config(_hf_config(model_dir), seq_len)
+    with generative_api() as api:
+        model = _build_model(api, model_dir, config, seq_len)
+        lengths = prefill_lengths(seq_len)
+        with tempfile.TemporaryDirectory(prefix="edgekd-tflite-lm-") as tmp:
+            try:
+                written = api.converter.convert_to_tflite(
+                    model, output_path=tmp, output_name_prefix="model",
+                    prefill_seq_len=lengths, kv_cache_max_len=seq_len,
+                    quantize=RECIPES[precision], config=config,
+                    export_config=api.converter.ExportConfig(output_logits_on_prefill=True))
+            except Exception as exc:  # the converter raises many types; all mean "cannot convert"
+                raise EdgekdError(f"tflite: litert-torch conversion of the causal LM failed: "
+                                  f"{first_line(exc)}") from exc
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.move(written, out_dir / ARTIFACT)
+    tools = installed_versions("torch", "transformers", "litert-torch", "ai-edge-litert")
+    settings = {"kv_cache": "litert-torch generative: prefill_<n> + decode signatures, KV cache "
+                            "passed in and out ([1, context, kv_heads, head_dim] per layer)",
+                "context": seq_len, "prefill_lengths": lengths, "batch_size": 1,
+                "prefill_logits": "every position", "quantization": RECIPES[precision]}
+    return {"artifact": ARTIFACT, "batch_size": 1, "input_names": ["tokens", "input_pos"],
+            "tools": tools, "settings": settings}
+
+
+@contextmanager
+def generative_api():
+    """litert-torch's generative modules, imported with `tensorflow.lite.python.
+    schema_py_generated` aliased to ai-edge-litert's copy (lora.py imports it from TensorFlow,
+    which is not installed). The alias is removed again afterwards: a fake `tensorflow` left in
+    sys.modules would make other libraries believe TensorFlow is installed."""
+    from ai_edge_litert import schema_py_generated
+
+    names = ("tensorflow", "tensorflow.lite", "tensorflow.lite.python")
+    added = [name for name in names + ("tensorflow.lite.python.schema_py_generated",)
+             if name not in sys.modules]
+    for name in names:
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules.setdefault("tensorflow.lite.python.schema_py_generated", schema_py_generated)
+    try:
+        from litert_torch.generative.layers import model_config as cfg
+        from litert_torch.generative.utilities import converter, loader, model_builder
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+    yield types.SimpleNamespace(cfg=cfg, converter=converter, loader=loader,
+                                model_builder=model_builder)
+
+
+def _hf_config(model_dir: Path):
+    if not (model_dir / "config.json").is_file():
+        raise EdgekdError(f"tflite: {model_dir} is not a Hugging Face model folder "
+                          "(no config.json)")
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_dir)
+
+
+def model_config(hf, context: int):
+    """The generative API's `ModelConfig` equivalent to a Hugging Face Llama-family config, or
+    EdgekdError naming what is supported."""
+    model_type = getattr(hf, "model_type", "unknown")
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise EdgekdError(f"tflite: causal-LM export with a KV cache supports "
+                          f"{', '.join(SUPPORTED_MODEL_TYPES)} models (Llama, SmolLM2, "
+                          f"TinyLlama), not '{model_type}'; export it to onnx or openvino")
+    unsupported = [what for what, bad in (
+        ("rope_scaling", bool(getattr(hf, "rope_scaling", None))
+         and (hf.rope_scaling.get("rope_type") or hf.rope_scaling.get("type")) != "default"),
+        ("attention_bias", getattr(hf, "attention_bias", False)),
+        (f"hidden_act={hf.hidden_act}", hf.hidden_act != "silu")) if bad]
+    if unsupported:
+        raise EdgekdError(f"tflite: this Llama model uses {', '.join(unsupported)}, which the "
+                          "KV-cache export does not support")
+    max_positions = getattr(hf, "max_position_embeddings", None)
+    if max_positions and context > max_positions:
+        raise EdgekdError(f"tflite: context {context} exceeds the model's "
+                          f"max_position_embeddings ({max_positions})")
+    with generative_api() as api:
+        cfg = api.cfg
+    head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
+    norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=hf.rms_norm_eps)
+    block = cfg.TransformerBlockConfig(
+        attn_config=cfg.AttentionConfig(
+            num_heads=hf.num_attention_heads, head_dim=head_dim,
+            num_query_groups=getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads,
+            rotary_base=getattr(hf, "rope_theta", 10000.0), rotary_percentage=1.0),
+        ff_config=cfg.FeedForwardConfig(
+            type=cfg.FeedForwardType.GATED, activation=cfg.ActivationConfig(
+                cfg.ActivationType.SILU),
+            intermediate_size=hf.intermediate_size, use_bias=getattr(hf, "mlp_bias", False)),
+        pre_attention_norm_config=norm, post_attention_norm_config=norm)
+    return cfg.ModelConfig(
+        vocab_size=hf.vocab_size, num_layers=hf.num_hidden_layers, max_seq_len=context,
+        embedding_dim=hf.hidden_size, block_configs=block, final_norm_config=norm,
+        lm_head_share_weight_with_embedding=bool(getattr(hf, "tie_word_embeddings", False)))
+
+
+def _build_model(api, model_dir: Path, config, context: int):
+    """The generative API model with the folder's weights (a tied model's checkpoint has no
+    lm_head: the head shares the embedding, and the loader is told not to expect one)."""
+    names = (api.model_builder.TENSOR_NAMES if config.lm_head_share_weight_with_embedding
+             else api.model_builder.TENSOR_NAMES_WITH_SEPARATE_LM_HEAD)
+    try:
+        return api.model_builder.build_decoder_only_model(
+            checkpoint_path=str(model_dir), config=config, tensor_names=names,
+            mask_cache_size=context)
+    except (KeyError, ValueError, RuntimeError, FileNotFoundError) as exc:
+        raise EdgekdError(f"tflite: cannot load the weights of {model_dir} into the KV-cache "
+                          f"model: {first_line(exc)}") from exc
