@@ -41,9 +41,11 @@ def prefill_lengths(context: int) -> list[int]:
     return sorted({n for n in PREFILL_LENGTHS if n < context} | {context})
 
 
-def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int) -> dict:
+def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task) -> dict:
     """Convert the causal LM in `model_dir` to `out_dir/model.tflite` with a KV cache of
-    `seq_len` (the context: prompt + new tokens) entries; return the export.json fields."""
+    `seq_len` (the context: prompt + new tokens) entries; return the export.json fields.
+    `input_names` are the task's (prompt ids and mask, what inputs.npz keeps for the runner):
+    the graph's own inputs (tokens, input_pos, the cache) belong to the Generator."""
     if precision not in LM_PRECISIONS:
         raise EdgekdError(f"tflite cannot export {precision} for a causal LM (supported: "
                           f"{', '.join(LM_PRECISIONS)})")
@@ -69,7 +71,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int) -> d
                             "passed in and out ([1, context, kv_heads, head_dim] per layer)",
                 "context": seq_len, "prefill_lengths": lengths, "batch_size": 1,
                 "prefill_logits": "every position", "quantization": RECIPES[precision]}
-    return {"artifact": ARTIFACT, "batch_size": 1, "input_names": ["tokens", "input_pos"],
+    return {"artifact": ARTIFACT, "batch_size": 1, "input_names": list(task.INPUT_NAMES),
             "tools": tools, "settings": settings}
 
 
