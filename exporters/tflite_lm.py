@@ -27,9 +27,13 @@ from edgekd.benchmarks.environment import installed_versions
 from edgekd.errors import EdgekdError, first_line
 
 ARTIFACT = "model.tflite"
-LM_PRECISIONS = ("fp32", "int8-dynamic")
-# edgekd precision -> litert-torch's quantization recipe name (converter.QuantizationName).
-RECIPES = {"fp32": "none", "int8-dynamic": "dynamic_int8"}
+LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+# edgekd precision -> litert-torch's quantization recipe name (converter.QuantizationName):
+# fp16 weights; int8 weights per channel; int4 weights in blocks of INT4_GROUP_SIZE along the
+# input dimension. Activations stay float in all of them (dynamic-range kernels).
+RECIPES = {"fp32": "none", "fp16": "fp16", "int8-dynamic": "dynamic_int8",
+           "int4": "dynamic_int4_block32"}
+INT4_GROUP_SIZE = 32
 SUPPORTED_MODEL_TYPES = ("llama",)
 # Prefill signatures: every length below the context, plus the context itself, so a prompt
 # runs in the smallest one that fits (a short prompt does not pay for a full-context prefill).
@@ -51,6 +55,8 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
                           f"{', '.join(LM_PRECISIONS)})")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     config = model_config(_hf_config(model_dir), seq_len)
+    if precision == "int4":
+        _check_int4_blocks(config)
     with generative_api() as api:
         model = _build_model(api, model_dir, config, seq_len)
         lengths = prefill_lengths(seq_len)
@@ -71,6 +77,8 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
                             "passed in and out ([1, context, kv_heads, head_dim] per layer)",
                 "context": seq_len, "prefill_lengths": lengths, "batch_size": 1,
                 "prefill_logits": "every position", "quantization": RECIPES[precision]}
+    if precision == "int4":
+        settings["group_size"] = INT4_GROUP_SIZE
     return {"artifact": ARTIFACT, "batch_size": 1, "input_names": list(task.INPUT_NAMES),
             "tools": tools, "settings": settings}
 
@@ -146,6 +154,20 @@ def model_config(hf, context: int):
         vocab_size=hf.vocab_size, num_layers=hf.num_hidden_layers, max_seq_len=context,
         embedding_dim=hf.hidden_size, block_configs=block, final_norm_config=norm,
         lm_head_share_weight_with_embedding=bool(getattr(hf, "tie_word_embeddings", False)))
+
+
+def _check_int4_blocks(config) -> None:
+    """int4 blocks run along each matrix's input dimension, which must be a whole number of
+    blocks (litert-torch fails deep in the quantizer otherwise)."""
+    attn = config.block_config(0).attn_config
+    sizes = {"hidden_size": config.embedding_dim,
+             "intermediate_size": config.block_config(0).ff_config.intermediate_size,
+             "num_attention_heads x head_dim": attn.num_heads * attn.head_dim}
+    bad = [f"{name}={size}" for name, size in sizes.items() if size % INT4_GROUP_SIZE]
+    if bad:
+        raise EdgekdError(f"tflite int4 quantizes weights in blocks of {INT4_GROUP_SIZE}: "
+                          f"{', '.join(bad)} not a multiple of {INT4_GROUP_SIZE}; export "
+                          "int8-dynamic instead")
 
 
 def _build_model(api, model_dir: Path, config, context: int):

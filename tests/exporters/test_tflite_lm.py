@@ -57,20 +57,22 @@ def lm_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, lm_dir) -> dict:
-    """precision -> (model.tflite path, export fields, export seconds), converted once."""
+def exports(tmp_path_factory, lm_dir):
+    """`exports[precision]` -> (model.tflite path, export fields), each converted once."""
     root = tmp_path_factory.mktemp("tflite-lm")
-    done = {}
-    for precision in ("fp32", "int8-dynamic"):
-        started = time.perf_counter()
-        info = tflite_lm.export(lm_dir, root / precision, precision, seq_len=CONTEXT,
-                                task=causal_lm)
-        seconds = time.perf_counter() - started
-        path = root / precision / info["artifact"]
-        print(f"\ntflite causal LM {precision}: export {seconds:.1f} s, "
-              f"{path.stat().st_size / 1e6:.2f} MB")
-        done[precision] = (path, info, seconds)
-    return done
+
+    class Exports(dict):
+        def __missing__(self, precision):
+            started = time.perf_counter()
+            info = tflite_lm.export(lm_dir, root / precision, precision, seq_len=CONTEXT,
+                                    task=causal_lm)
+            path = root / precision / info["artifact"]
+            print(f"\ntflite causal LM {precision}: export {time.perf_counter() - started:.1f} s, "
+                  f"{path.stat().st_size / 1e6:.2f} MB")
+            self[precision] = (path, info)
+            return self[precision]
+
+    return Exports()
 
 
 def prompts(vocab: int, seed: int = 0) -> list[np.ndarray]:
@@ -96,13 +98,14 @@ def open_generator(path: Path):
 
 
 def test_settings_say_how_the_cache_was_made(exports):
-    _, info, _ = exports["fp32"]
+    _, info = exports["fp32"]
     assert info["artifact"] == "model.tflite" and info["batch_size"] == 1
     assert info["input_names"] == ["input_ids", "attention_mask"]
     settings = info["settings"]
     assert settings["context"] == CONTEXT and settings["prefill_lengths"] == [32, CONTEXT]
     assert "kv_cache" in settings and settings["quantization"] == "none"
     assert exports["int8-dynamic"][1]["settings"]["quantization"] == "dynamic_int8"
+    assert exports["int4"][1]["settings"]["group_size"] == tflite_lm.INT4_GROUP_SIZE
 
 
 def test_generator_reads_the_context_and_vocabulary_from_the_file(exports, lm_dir):
@@ -143,13 +146,16 @@ def test_generation_restarts_cleanly_after_another_sequence(exports, reference):
                                   expected[0])
 
 
-def test_int8_dynamic_generates_valid_ids(exports, reference):
+@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic", "int4"])
+def test_compressed_weights_generate_valid_ids(exports, reference, precision):
     rows, expected, _ = reference
-    generator = open_generator(exports["int8-dynamic"][0])
+    path = exports[precision][0]
+    assert path.stat().st_size < exports["fp32"][0].stat().st_size
+    generator = open_generator(path)
     got = greedy_tokens(generator, rows)
     assert got.shape == (len(rows), NEW_TOKENS) and got.dtype == np.int64
     assert ((got >= 0) & (got < generator.vocab_size)).all()
-    print(f"\nint8-dynamic greedy agreement with PyTorch: "
+    print(f"\n{precision} greedy agreement with PyTorch: "
           f"{causal_lm.token_match_rate(expected, got):.1%}")
 
 
@@ -236,6 +242,15 @@ def test_unsupported_lm_precisions_are_refused_up_front():
 
     with pytest.raises(EdgekdError, match="cannot export a causal-lm model int8-static"):
         check_supported("tflite", "int8-static", calibration={"x": 1}, task=causal_lm)
+
+
+def test_int4_needs_whole_blocks():
+    from transformers import LlamaConfig
+
+    config = tflite_lm.model_config(LlamaConfig(hidden_size=48, intermediate_size=100,
+                                                num_attention_heads=4), CONTEXT)
+    with pytest.raises(EdgekdError, match="hidden_size=48, intermediate_size=100, .* not a multiple of 32"):
+        tflite_lm._check_int4_blocks(config)
 
 
 def test_export_artifact_verifies_the_causal_lm(tmp_path, lm_dir):
