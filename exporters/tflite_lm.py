@@ -16,11 +16,11 @@ SiLU MLP, GQA) maps onto these layers as is; other architectures are refused in 
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
 import tempfile
 import types
-from contextlib import contextmanager
 from pathlib import Path
 
 from edgekd.benchmarks.environment import installed_versions
@@ -57,21 +57,21 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
     config = model_config(_hf_config(model_dir), seq_len)
     if precision == "int4":
         _check_int4_blocks(config)
-    with generative_api() as api:
-        model = _build_model(api, model_dir, config, seq_len)
-        lengths = prefill_lengths(seq_len)
-        with tempfile.TemporaryDirectory(prefix="edgekd-tflite-lm-") as tmp:
-            try:
-                written = api.converter.convert_to_tflite(
-                    model, output_path=tmp, output_name_prefix="model",
-                    prefill_seq_len=lengths, kv_cache_max_len=seq_len,
-                    quantize=RECIPES[precision], config=config,
-                    export_config=api.converter.ExportConfig(output_logits_on_prefill=True))
-            except Exception as exc:  # the converter raises many types; all mean "cannot convert"
-                raise EdgekdError(f"tflite: litert-torch conversion of the causal LM failed: "
-                                  f"{first_line(exc)}") from exc
-            out_dir.mkdir(parents=True, exist_ok=True)
-            shutil.move(written, out_dir / ARTIFACT)
+    api = generative_api()
+    model = _build_model(api, model_dir, config, seq_len)
+    lengths = prefill_lengths(seq_len)
+    with tempfile.TemporaryDirectory(prefix="edgekd-tflite-lm-") as tmp:
+        try:
+            written = api.converter.convert_to_tflite(
+                model, output_path=tmp, output_name_prefix="model",
+                prefill_seq_len=lengths, kv_cache_max_len=seq_len,
+                quantize=RECIPES[precision], config=config,
+                export_config=api.converter.ExportConfig(output_logits_on_prefill=True))
+        except Exception as exc:  # the converter raises many types; all mean "cannot convert"
+            raise EdgekdError(f"tflite: litert-torch conversion of the causal LM failed: "
+                              f"{first_line(exc)}") from exc
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(written, out_dir / ARTIFACT)
     tools = installed_versions("torch", "transformers", "litert-torch", "ai-edge-litert")
     settings = {"kv_cache": "litert-torch generative: prefill_<n> + decode signatures, KV cache "
                             "passed in and out ([1, context, kv_heads, head_dim] per layer)",
@@ -83,28 +83,28 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
             "tools": tools, "settings": settings}
 
 
-@contextmanager
-def generative_api():
-    """litert-torch's generative modules, imported with `tensorflow.lite.python.
-    schema_py_generated` aliased to ai-edge-litert's copy (lora.py imports it from TensorFlow,
-    which is not installed). The alias is removed again afterwards: a fake `tensorflow` left in
+def generative_api() -> types.SimpleNamespace:
+    """litert-torch's generative modules (cfg, converter, loader, model_builder). Its lora.py
+    imports `tensorflow.lite.python.schema_py_generated`; without TensorFlow, that name is
+    aliased to ai-edge-litert's identical copy for the import only: a fake `tensorflow` left in
     sys.modules would make other libraries believe TensorFlow is installed."""
-    from ai_edge_litert import schema_py_generated
+    stubs = {}
+    if importlib.util.find_spec("tensorflow") is None:
+        from ai_edge_litert import schema_py_generated
 
-    names = ("tensorflow", "tensorflow.lite", "tensorflow.lite.python")
-    added = [name for name in names + ("tensorflow.lite.python.schema_py_generated",)
-             if name not in sys.modules]
-    for name in names:
-        sys.modules.setdefault(name, types.ModuleType(name))
-    sys.modules.setdefault("tensorflow.lite.python.schema_py_generated", schema_py_generated)
+        stubs = {name: types.ModuleType(name)
+                 for name in ("tensorflow", "tensorflow.lite", "tensorflow.lite.python")}
+        stubs["tensorflow.lite.python.schema_py_generated"] = schema_py_generated
+        stubs = {name: module for name, module in stubs.items() if name not in sys.modules}
+    sys.modules.update(stubs)
     try:
         from litert_torch.generative.layers import model_config as cfg
         from litert_torch.generative.utilities import converter, loader, model_builder
     finally:
-        for name in added:
+        for name in stubs:
             sys.modules.pop(name, None)
-    yield types.SimpleNamespace(cfg=cfg, converter=converter, loader=loader,
-                                model_builder=model_builder)
+    return types.SimpleNamespace(cfg=cfg, converter=converter, loader=loader,
+                                 model_builder=model_builder)
 
 
 def _hf_config(model_dir: Path):
@@ -136,8 +136,7 @@ def model_config(hf, context: int):
     if max_positions and context > max_positions:
         raise EdgekdError(f"tflite: context {context} exceeds the model's "
                           f"max_position_embeddings ({max_positions})")
-    with generative_api() as api:
-        cfg = api.cfg
+    cfg = generative_api().cfg
     head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     norm = cfg.NormalizationConfig(type=cfg.NormalizationType.RMS_NORM, epsilon=hf.rms_norm_eps)
     block = cfg.TransformerBlockConfig(

@@ -212,14 +212,19 @@ def test_rebuilt_model_computes_what_the_hugging_face_model_does(tmp_path, tied)
     hf = AutoModelForCausalLM.from_pretrained(folder).eval()
     config = tflite_lm.model_config(AutoConfig.from_pretrained(folder), CONTEXT)
     assert config.lm_head_share_weight_with_embedding is tied
-    with tflite_lm.generative_api() as api:
-        model = tflite_lm._build_model(api, folder, config, CONTEXT)
-        cache = api.converter.kv_utils.KVCache.from_model_config(CONTEXT, config)
+    api = tflite_lm.generative_api()
+    model = tflite_lm._build_model(api, folder, config, CONTEXT)
+    cache = api.converter.kv_utils.KVCache.from_model_config(CONTEXT, config)
     ids = torch.arange(1, 21).reshape(1, -1)
     with torch.no_grad():
         expected = hf(ids).logits
         got = model(ids.int(), torch.arange(20, dtype=torch.int), cache)["logits"]
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_tensorflow_alias_is_gone_after_import():
+    tflite_lm.generative_api()
+    assert "tensorflow" not in sys.modules
 
 
 def test_only_llama_family_models_are_converted():
