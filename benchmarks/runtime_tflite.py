@@ -210,15 +210,15 @@ class Generator:
 
     def _run_prefill(self, ids: np.ndarray):
         """Run the smallest prefill signature that holds `ids` (zero-padded at the end)."""
-        length = min(n for n in self._prefill if n >= ids.size) \
-            if ids.size <= max(self._prefill) else None
-        if length is None:
+        fitting = [n for n in self._prefill if n >= ids.size]
+        if not fitting:
             raise ArtifactError(f"a prompt of {ids.size} tokens is longer than this artifact's "
                                 f"longest prefill ({max(self._prefill)})")
+        length = min(fitting)
         tokens = np.zeros((1, length), dtype=self._id_dtype)
         tokens[0, :ids.size] = ids
-        out = self._prefill[length](tokens=tokens, input_pos=np.arange(length, dtype=self._pos_dtype),
-                                    **self._cache)
+        positions = np.arange(length, dtype=self._pos_dtype)
+        out = self._prefill[length](tokens=tokens, input_pos=positions, **self._cache)
         self._keep_cache(out)
         self._past = ids.size
         return np.asarray(out["logits"], dtype=np.float32) if "logits" in out else None

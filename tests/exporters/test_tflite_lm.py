@@ -137,6 +137,20 @@ def test_fp32_prefill_gives_every_positions_logits(exports, reference):
         np.testing.assert_array_equal(logits.argmax(-1), expected.argmax(-1))
 
 
+def test_without_prefill_logits_the_last_prompt_token_is_decoded(exports, reference):
+    """The path for a file whose prefill returns no logits (exported without
+    output_logits_on_prefill), taken here on the fp32 file by telling the generator to ignore
+    its prefill logits: prefill gives the last position's [1, V], and greedy is unchanged."""
+    rows, expected, expected_logits = reference
+    generator = open_generator(exports["fp32"][0])
+    generator._prefill_logits = False
+    for ids, logits in zip(rows, expected_logits):
+        last = generator.prefill(ids)
+        assert last.shape == (1, generator.vocab_size)
+        assert last.argmax() == logits[-1].argmax()
+    np.testing.assert_array_equal(greedy_tokens(generator, rows), expected)
+
+
 def test_generation_restarts_cleanly_after_another_sequence(exports, reference):
     """prefill resets the cache: a long sequence left in it must not change the next one."""
     rows, expected, _ = reference
@@ -254,7 +268,8 @@ def test_int4_needs_whole_blocks():
 
     config = tflite_lm.model_config(LlamaConfig(hidden_size=48, intermediate_size=100,
                                                 num_attention_heads=4), CONTEXT)
-    with pytest.raises(EdgekdError, match="hidden_size=48, intermediate_size=100, .* not a multiple of 32"):
+    with pytest.raises(EdgekdError,
+                       match="hidden_size=48, intermediate_size=100, .* not a multiple of 32"):
         tflite_lm._check_int4_blocks(config)
 
 
