@@ -35,9 +35,11 @@ RECIPES = {"fp32": "none", "fp16": "fp16", "int8-dynamic": "dynamic_int8",
            "int4": "dynamic_int4_block32"}
 INT4_GROUP_SIZE = 32
 SUPPORTED_MODEL_TYPES = ("llama",)
-# Prefill signatures: every length below the context, plus the context itself, so a prompt
-# runs in the smallest one that fits (a short prompt does not pay for a full-context prefill).
-PREFILL_LENGTHS = (32, 128, 512)
+# Prefill signatures: these lengths below the context, plus the context itself, so a prompt
+# runs in the smallest one that fits (a 64-token prompt does not pay for a full-context
+# prefill, which would inflate its time to first token). Signatures share the weights: each
+# one adds graph, not size, and some conversion time.
+PREFILL_LENGTHS = (32, 64, 128, 256, 512, 1024)
 
 
 def prefill_lengths(context: int) -> list[int]:
