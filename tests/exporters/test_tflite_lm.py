@@ -1,8 +1,8 @@
 """TFLite causal-LM export with a KV cache: real litert-torch conversions of a tiny Llama (GQA,
-tied embeddings), run by the real interpreter through `runtime_tflite.Generator`, compared with
+tied embeddings) and a tiny GPT-2, run by the real interpreter through `runtime_tflite.Generator`, compared with
 the PyTorch reference (`runtime_pytorch.Generator`) through the same greedy loop.
 
-fp32 and int8-dynamic are converted once for the module (about 20 s each on 2 cores).
+Each Llama precision is converted once for the module (about 30 s each on 2 cores).
 """
 
 from __future__ import annotations
@@ -211,26 +211,42 @@ def test_a_file_without_a_kv_cache_is_not_a_generator(tflite_dir):
         open_generator(tflite_dir / "model.tflite")
 
 
-@pytest.mark.parametrize("tied", [True, False])
-def test_rebuilt_model_computes_what_the_hugging_face_model_does(tmp_path, tied):
-    """The generative API model built from the HF config, with the HF weights, gives the HF
-    logits (in PyTorch, before any conversion), whether the head is tied to the embedding or
-    stored as lm_head."""
+def redrawn_lm(folder: Path, kind: str) -> Path:
+    """A 2-layer tiny LM with redrawn weights: `llama` (tied head), `llama-untied` (its own
+    lm_head), or `gpt2` (biases and LayerNorms redrawn too, so they are not all 0 / 1)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    folder = redraw_weights(save_tiny_lm(tmp_path / "llama", layers=2))
-    if not tied:
-        hf = AutoModelForCausalLM.from_pretrained(folder)
+    folder = redraw_weights(save_tiny_lm(folder, kind=kind.split("-")[0], layers=2))
+    hf = AutoModelForCausalLM.from_pretrained(folder)
+    torch.manual_seed(1)
+    if kind == "llama-untied":
         hf.config.tie_word_embeddings = False
         untied = type(hf)(hf.config)
         untied.load_state_dict(hf.state_dict())
         with torch.no_grad():
             untied.lm_head.weight.normal_(0.0, 0.25)
         untied.save_pretrained(folder)
+    elif kind == "gpt2":
+        with torch.no_grad():
+            for parameter in hf.parameters():
+                if parameter.dim() == 1:
+                    parameter.add_(torch.randn_like(parameter) * 0.1)
+        hf.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["llama", "llama-untied", "gpt2"])
+def test_rebuilt_model_computes_what_the_hugging_face_model_does(tmp_path, kind):
+    """The generative API model built from the HF config, with the HF weights, gives the HF
+    logits (in PyTorch, before any conversion): tied or separate head, Llama or GPT-2."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = redrawn_lm(tmp_path / kind, kind)
     hf = AutoModelForCausalLM.from_pretrained(folder).eval()
     config = tflite_lm.model_config(AutoConfig.from_pretrained(folder), CONTEXT)
-    assert config.lm_head_share_weight_with_embedding is tied
+    assert config.lm_head_share_weight_with_embedding is (kind != "llama-untied")
     api = tflite_lm.generative_api()
     model = tflite_lm._build_model(api, folder, config, CONTEXT)
     cache = api.converter.kv_utils.KVCache.from_model_config(CONTEXT, config)
@@ -241,16 +257,29 @@ def test_rebuilt_model_computes_what_the_hugging_face_model_does(tmp_path, tied)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_gpt2_fp32_greedy_tokens_equal_pytorch(tmp_path):
+    folder = redrawn_lm(tmp_path / "gpt2", "gpt2")
+    info = tflite_lm.export(folder, tmp_path / "out", "fp32", seq_len=CONTEXT, task=causal_lm)
+    reference = runtime_pytorch.Generator(str(folder), runtime_pytorch.settings("fp32", 1))
+    rows = prompts(reference.vocab_size, seed=1)
+    expected = greedy_tokens(reference, rows)
+    got = greedy_tokens(open_generator(tmp_path / "out" / info["artifact"]), rows)
+    assert causal_lm.token_match_rate(expected, got) >= 0.99
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_the_tensorflow_alias_is_gone_after_import():
     tflite_lm.generative_api()
     assert "tensorflow" not in sys.modules
 
 
-def test_only_llama_family_models_are_converted():
-    from transformers import GPT2Config, LlamaConfig
+def test_only_llama_and_gpt2_models_are_converted():
+    from transformers import GPT2Config, LlamaConfig, MistralConfig
 
-    with pytest.raises(EdgekdError, match="supports llama models .* not 'gpt2'"):
-        tflite_lm.model_config(GPT2Config(), CONTEXT)
+    with pytest.raises(EdgekdError, match="supports llama, gpt2 models .* not 'mistral'"):
+        tflite_lm.model_config(MistralConfig(), CONTEXT)
+    with pytest.raises(EdgekdError, match="activation_function=relu"):
+        tflite_lm.model_config(GPT2Config(activation_function="relu"), CONTEXT)
     with pytest.raises(EdgekdError, match="exceeds the model's max_position_embeddings"):
         tflite_lm.model_config(LlamaConfig(max_position_embeddings=32), CONTEXT)
     with pytest.raises(EdgekdError, match="rope_scaling"):
