@@ -10,8 +10,14 @@ updated cache, which the runtime feeds back (see `Generator` in benchmarks/runti
 Prefill is exported with logits for every position (`output_logits_on_prefill`), so the
 perplexity of an artifact needs no teacher forcing.
 
-Only the Llama family (Llama, SmolLM/SmolLM2, TinyLlama: RMSNorm, rotary positions, gated
-SiLU MLP, GQA) maps onto these layers as is; other architectures are refused in one line.
+The Llama family (Llama, SmolLM/SmolLM2, TinyLlama: RMSNorm, rotary positions, gated SiLU
+MLP, GQA) maps onto these layers as is; GPT-2 needs its learned positions added to the token
+embeddings (a small subclass) and its checkpoint renamed (Conv1D weights transposed, the fused
+QKV split). Other architectures are refused in one line.
+
+Precisions are litert-torch's own recipes, applied while converting: weights in fp16, int8 (per
+channel) or int4 (blocks of 32). Activations are float tensors; the dynamic-range kernels
+(int8, int4) quantize them on the fly inside each matrix multiply.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ ARTIFACT = "model.tflite"
 LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
 # edgekd precision -> litert-torch's quantization recipe name (converter.QuantizationName):
 # fp16 weights; int8 weights per channel; int4 weights in blocks of INT4_GROUP_SIZE along the
-# input dimension. Activations stay float in all of them (dynamic-range kernels).
+# input dimension. Activations are never calibrated (no int8-static).
 RECIPES = {"fp32": "none", "fp16": "fp16", "int8-dynamic": "dynamic_int8",
            "int4": "dynamic_int4_block32"}
 INT4_GROUP_SIZE = 32
