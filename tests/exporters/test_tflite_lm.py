@@ -1,6 +1,7 @@
 """TFLite causal-LM export with a KV cache: real litert-torch conversions of a tiny Llama (GQA,
-tied embeddings) and a tiny GPT-2, run by the real interpreter through `runtime_tflite.Generator`, compared with
-the PyTorch reference (`runtime_pytorch.Generator`) through the same greedy loop.
+tied embeddings) and a tiny GPT-2, run by the real interpreter through
+`runtime_tflite.Generator`, compared with the PyTorch reference (`runtime_pytorch.Generator`)
+through the same greedy loop.
 
 Each Llama precision is converted once for the module (about 30 s each on 2 cores).
 """
