@@ -20,9 +20,12 @@ import numpy as np
 
 from edgekd.benchmarks.environment import installed_versions
 from edgekd.errors import EdgekdError, first_line
+from edgekd.exporters import tflite_lm
 
 FORMAT = "tflite"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
+# A causal LM is exported with a KV cache by `tflite_lm` (litert-torch's generative API).
+LM_PRECISIONS = tflite_lm.LM_PRECISIONS
 ARTIFACT = "model.tflite"
 
 
@@ -50,6 +53,8 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
     1 x `seq_len`) and return the export.json fields this format owns."""
     from edgekd.exporters import tflite_quant
 
+    if getattr(task, "GENERATIVE", False):
+        return tflite_lm.export(model_dir, out_dir, precision, seq_len=seq_len, task=task)
     if precision not in PRECISIONS:
         raise EdgekdError(f"tflite: unknown precision '{precision}' (choose from "
                           f"{', '.join(PRECISIONS)})")
