@@ -189,12 +189,20 @@ class ExportConfig:
     formats: list[str] = field(default_factory=_default_formats)          # exporters found
     precisions: list[str] = field(default_factory=lambda: list(DEFAULT_PRECISIONS))
     calibration_samples: int = 100
+    # Causal LMs, quantized precisions (int8, int4): the share of greedy tokens that must equal
+    # the PyTorch source's, and how much higher the perplexity may be (defaults: the task's).
+    min_token_agreement: float | None = None
+    max_perplexity_increase: float | None = None
 
     def __post_init__(self):
         from edgekd.exporters import available_formats, get_exporter
 
         if self.calibration_samples < 1:
             raise ValueError("calibration_samples must be >= 1")
+        if self.min_token_agreement is not None and not 0 <= self.min_token_agreement <= 1:
+            raise ValueError("export.min_token_agreement must be a fraction in [0, 1]")
+        if self.max_perplexity_increase is not None and self.max_perplexity_increase < 0:
+            raise ValueError("export.max_perplexity_increase must be >= 0 (0.1 = 10 %)")
         known = available_formats()
         for i, fmt in enumerate(self.formats):
             if fmt not in known:

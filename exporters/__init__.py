@@ -83,13 +83,14 @@ def check_supported(fmt: str, precision: str, *, calibration: Any = None,
 def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str | None, seq_len: int,
                     eval_inputs: dict | None, eval_labels=None, calibration: dict | None = None,
                     threads: int = 1, task: ModuleType | None = None,
-                    references=None) -> dict:
+                    references=None, limits: dict | None = None) -> dict:
     """Export `model_dir` as `fmt`/`precision` into `out_dir`, verified; returns export.json's
     contents. Status "failed" (folder kept for inspection) when the artifact does not run or
     misses its parity threshold; EdgekdError when the export itself is impossible or fails.
     `role` is "teacher", "student" or None (a model exported on its own: named "model-...").
     `references` (a `verify.ReferenceOutputs`) shares the PyTorch outputs between the exports
-    of one source; verification runs at `threads`, like the benchmark."""
+    of one source; verification runs at `threads`, like the benchmark. `limits` (a causal LM's
+    `task.thresholds`) overrides the precision's default parity and perplexity thresholds."""
     from edgekd.data import save_inputs
     from edgekd.exporters import bundle, verify
     from edgekd.files import replace_dir_atomic, staging_dir, write_json_atomic
@@ -127,11 +128,13 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
 
     checked = verify.verify_artifact(stage / info["artifact"], fmt, precision, task=task,
                                      reference=reference, inputs=eval_inputs, labels=eval_labels,
-                                     threads=threads)
+                                     threads=threads, **({"limits": limits} if limits else {}))
     if generative and checked["metrics"] is not None and eval_labels:
         # the artifact's perplexity is judged against its own source's on the same texts
         checked["metrics"]["source_perplexity"] = references.source_perplexity(model_dir, task,
                                                                                  eval_labels)
+        checked["error"] = checked["error"] or task.perplexity_error(checked["metrics"],
+                                                                     checked["parity"])
     record = ExportRecord(
         name=name, role=role, format=fmt, precision=precision,
         status="failed" if checked["error"] else "ok", artifact=info["artifact"],

@@ -64,7 +64,7 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 def verify_artifact(path: Path, fmt: str, precision: str, *, task: ModuleType,
                     reference: np.ndarray, inputs: dict[str, np.ndarray], labels=None,
-                    threads: int = 1) -> dict:
+                    threads: int = 1, limits: dict | None = None) -> dict:
     """Run the artifact on `inputs` through its runtime adapter and compare with `reference`.
 
     Returns the export.json fields verification owns: parity, metrics, accuracy, error (None
@@ -76,7 +76,7 @@ def verify_artifact(path: Path, fmt: str, precision: str, *, task: ModuleType,
               "runtime_version": None, "runtime_settings": None}
     if getattr(task, "GENERATIVE", False):
         return _verify_generation(result, path, fmt, precision, task=task, reference=reference,
-                                  inputs=inputs, texts=labels, threads=threads)
+                                  inputs=inputs, texts=labels, threads=threads, limits=limits)
     try:
         adapter, settings = runtimes.open_adapter(str(path), precision=precision,
                                                   threads=threads, fmt=fmt)
@@ -96,7 +96,8 @@ def verify_artifact(path: Path, fmt: str, precision: str, *, task: ModuleType,
 
 
 def _verify_generation(result: dict, path: Path, fmt: str, precision: str, *, task: ModuleType,
-                       reference: np.ndarray, inputs: dict, texts, threads: int) -> dict:
+                       reference: np.ndarray, inputs: dict, texts, threads: int,
+                       limits: dict | None = None) -> dict:
     """A causal LM: greedy tokens from the artifact's Generator (batch 1, its KV cache) against
     the PyTorch source's (`reference`), and perplexity on the held-out `texts` (token-id arrays)
     when given."""
@@ -107,7 +108,7 @@ def _verify_generation(result: dict, path: Path, fmt: str, precision: str, *, ta
         result.update(runtime=generator.runtime, runtime_version=str(generator.version),
                       runtime_settings=settings)
         got = runtimes.greedy_rows(generator, inputs, new_tokens)
-        result["parity"] = task.parity(reference, got, precision)
+        result["parity"] = task.parity(reference, got, precision, limits)
         logits = [runtimes.sequence_logits(generator, ids) for ids in (texts or [])]
     except runtimes.RuntimeMissing as exc:
         raise EdgekdError(f"{fmt}: cannot verify here: {exc}") from None
