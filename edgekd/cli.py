@@ -42,6 +42,10 @@ def _add_measure_options(parser: argparse.ArgumentParser, min_time: float, time_
 
 
 def _add_gate_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rule", default="estimate", choices=("estimate", "bound"),
+                        help="estimate (default): a significant slowdown whose estimate exceeds "
+                             "--max-slowdown; bound: only a slowdown shown to exceed it "
+                             "(stricter, less power; docs/regression-gate.md)")
     parser.add_argument("--md", metavar="FILE", help="write a Markdown summary (for a PR comment)")
     parser.add_argument("--json", metavar="FILE", help="write the verdicts as JSON")
 

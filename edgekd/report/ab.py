@@ -63,13 +63,16 @@ def ttft_pairs(entries: list[dict], n_pairs: int) -> dict[str, list[tuple]]:
 
 
 def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: float,
-              alpha: float) -> dict[str, Any]:
+              alpha: float, rule: str | None = None) -> dict[str, Any]:
     """The paired verdict as a comparison result (the shape `compare.render_markdown` shows):
     one row, or for a causal LM one per measure (TPOT, TTFT per prompt length)."""
     import math
 
     from edgekd.report.compare import METRICS, apply_verdict
-    from edgekd.report.gate_stats import judge_paired, judge_paired_entries, statistic_of
+    from edgekd.report.gate_stats import (DEFAULT_RULE, judge_paired, judge_paired_entries,
+                                          statistic_of)
+
+    rule = rule or DEFAULT_RULE
 
     if metric not in METRICS:
         raise EdgekdError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
@@ -78,10 +81,11 @@ def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: f
     if ttft:
         measures = {"TPOT": pairs, **ttft}
         verdicts = judge_paired_entries(measures, threshold=threshold, alpha=alpha,
-                                        statistic=metric)
+                                        statistic=metric, rule=rule)
     else:
         measures = {None: pairs}
-        verdicts = [judge_paired(pairs, threshold=threshold, alpha=alpha, statistic=metric)]
+        verdicts = [judge_paired(pairs, threshold=threshold, alpha=alpha, statistic=metric,
+                                 rule=rule)]
 
     def geo(measured: list[tuple], side: int) -> float:
         return math.exp(sum(math.log(statistic_of(p[side], metric)) for p in measured) / len(measured))
@@ -95,7 +99,7 @@ def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: f
             row["measure"] = measure
         apply_verdict(row, verdict)
         rows.append(row)
-    return {"rows": rows, "metric": metric, "threshold": threshold, "alpha": alpha,
+    return {"rows": rows, "metric": metric, "threshold": threshold, "alpha": alpha, "rule": rule,
             "method": verdicts[0].method, "correction": verdicts[0].correction,
             "env_differences": [], "only_baseline": [], "only_candidate": [], "mode": "ab",
             "regressed": sum(row["verdict"] == "REGRESSED" for row in rows)}
@@ -129,7 +133,7 @@ def ab_command(args) -> int:
         console.print(f"  pair {pair + 1}/{args.pairs} {'AB'[side]} ({entry['name']}): p50 {p50:.3f} ms")
 
     pairs, entries = measure_pairs(*sides, args.pairs, on_run=ran)
-    result = ab_result(pairs, entries, args.metric, threshold, ALPHA)
+    result = ab_result(pairs, entries, args.metric, threshold, ALPHA, getattr(args, "rule", None))
     text = render_markdown(result)
     print(text, end="")
     write_outputs(result, text, args.md, args.json)

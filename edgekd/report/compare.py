@@ -146,11 +146,13 @@ def _row(base: dict[str, Any], cand: dict[str, Any], measure: str = "latency") -
 
 def compare_reports(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]],
                     metric: str = "p50", threshold: float = 0.05, *, alpha: float = ALPHA,
-                    allow_different_env: bool = False) -> dict[str, Any]:
+                    allow_different_env: bool = False, rule: str | None = None) -> dict[str, Any]:
     """Match entries, check that their machines are comparable, and judge every pair.
     Returns {"rows", "only_baseline", "only_candidate", "regressed", "method", "correction",
     "env_differences", ...}. Raises EdgekdError when nothing matches or a machine differs."""
-    from edgekd.report.gate_stats import judge, statistic_of
+    from edgekd.report.gate_stats import DEFAULT_RULE, judge, statistic_of
+
+    rule = rule or DEFAULT_RULE
 
     if metric not in METRICS:
         raise EdgekdError(f"--metric must be one of {', '.join(METRICS)}, got '{metric}'")
@@ -204,11 +206,11 @@ def compare_reports(baseline: list[dict[str, Any]], candidate: list[dict[str, An
     method = correction = None
     if judged:
         verdicts = judge({i: v for i, v in judged.items()}, threshold=threshold, alpha=alpha,
-                         statistic=metric)
+                         statistic=metric, rule=rule)
         for i, v in zip(judged, verdicts):
             apply_verdict(rows[i], v, flat[i])
         method, correction = verdicts[0].method, verdicts[0].correction
-    return {"rows": rows, "metric": metric, "threshold": threshold, "alpha": alpha,
+    return {"rows": rows, "metric": metric, "threshold": threshold, "alpha": alpha, "rule": rule,
             "method": method, "correction": correction, "env_differences": differences,
             "only_baseline": [key_of(e) for e in baseline if key_of(e) not in cand_by_key],
             "only_candidate": [key_of(e) for e in candidate if key_of(e) not in base_keys],
@@ -236,9 +238,13 @@ def method_line(result: dict[str, Any]) -> str:
     metric, threshold, alpha = result["metric"], result["threshold"], result["alpha"]
     if not result.get("method"):
         return "Method: no entry had samples to test."
-    return (f"Method: {result['method']} (statistic: {metric}); one-sided test of "
-            f"\"slower by more than {100 * threshold:g}%\" at alpha {alpha:g}, correction: "
-            f"{result['correction']}; intervals two-sided and simultaneous "
+    if result.get("rule", "estimate") == "bound":
+        test = f"one-sided test of \"slower by more than {100 * threshold:g}%\""
+    else:
+        test = (f"regressed = shown slower (one-sided test) and estimated more than "
+                f"{100 * threshold:g}% slower")
+    return (f"Method: {result['method']} (statistic: {metric}); {test} at alpha {alpha:g}, "
+            f"correction: {result['correction']}; intervals two-sided and simultaneous "
             f"(docs/regression-gate.md).")
 
 
@@ -303,6 +309,7 @@ def verdicts_document(result: dict[str, Any]) -> dict[str, Any]:
             "n_repeats", "method", "warning", "perplexity")
     return {"schema": GATE_SCHEMA, "mode": result.get("mode", "compare"),
             "metric": result["metric"], "threshold": result["threshold"], "alpha": result["alpha"],
+            "rule": result.get("rule", "estimate"),
             "method": result.get("method"), "correction": result.get("correction"),
             "regressed": result["regressed"], "compared": len(result["rows"]),
             "env_differences": result.get("env_differences") or [],
@@ -328,7 +335,8 @@ def compare_command(args) -> int:
     threshold = parse_threshold(args.max_slowdown)
     result = compare_reports(load_entries(args.baseline), load_entries(args.candidate),
                              args.metric, threshold,
-                             allow_different_env=getattr(args, "allow_different_env", False))
+                             allow_different_env=getattr(args, "allow_different_env", False),
+                             rule=getattr(args, "rule", None))
     result["mode"] = "compare"
     text = render_markdown(result)
     print(text, end="")

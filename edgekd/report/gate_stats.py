@@ -275,8 +275,21 @@ def _entry_seed(seed: int, name: str) -> int:
     return seed * 1_000_003 + zlib.crc32(name.encode())
 
 
+RULES = ("estimate", "bound")
+DEFAULT_RULE = "estimate"
+
+
 def _verdicts(estimates: dict[str, LogRatio], counts: dict[str, tuple[int, int]],
-              threshold: float, alpha: float) -> list[Verdict]:
+              threshold: float, alpha: float, rule: str = DEFAULT_RULE) -> list[Verdict]:
+    """Verdicts under `rule`:
+    - "estimate" (default): regressed when the candidate is shown slower at all (one-sided test
+      of ratio <= 1, Holm over the entries) AND the estimated ratio exceeds 1 + threshold: a
+      significant slowdown whose best estimate is beyond the tolerance;
+    - "bound": regressed only when the data reject ratio <= 1 + threshold (the slowdown is shown
+      to exceed the tolerance): stricter, far less power near the threshold.
+    Both keep the chance that an unchanged report fails at most alpha."""
+    if rule not in RULES:
+        raise EdgekdError(f"gate rule must be one of {', '.join(RULES)}, got '{rule}'")
     if not estimates:
         raise EdgekdError("nothing to judge: no entries")
     if not 0.0 < alpha < 1.0:
@@ -285,7 +298,7 @@ def _verdicts(estimates: dict[str, LogRatio], counts: dict[str, tuple[int, int]]
         raise EdgekdError(f"threshold must not be negative, got {threshold}")
     m = len(estimates)
     margin = math.log1p(threshold)
-    p_values = [e.p_above(margin) for e in estimates.values()]
+    p_values = [e.p_above(margin if rule == "bound" else 0.0) for e in estimates.values()]
     adjusted = holm(p_values)
     level = 1.0 - alpha / m
     correction = "none (one entry)" if m == 1 else f"holm over {m} entries"
@@ -294,7 +307,8 @@ def _verdicts(estimates: dict[str, LogRatio], counts: dict[str, tuple[int, int]]
         low, high = est.interval(level)
         out.append(Verdict(name=name, ratio=math.exp(est.estimate), ci_low=math.exp(low),
                            ci_high=math.exp(high), confidence=level, p_value=p, p_adjusted=p_adj,
-                           regressed=p_adj <= alpha, improved=high < 0.0, method=est.method,
+                           regressed=p_adj <= alpha and (rule == "bound" or est.estimate > margin),
+                           improved=high < 0.0, method=est.method,
                            correction=correction, n_repeats_baseline=counts[name][0],
                            n_repeats_candidate=counts[name][1], warning=est.warning))
     return out
@@ -302,16 +316,17 @@ def _verdicts(estimates: dict[str, LogRatio], counts: dict[str, tuple[int, int]]
 
 def judge(entries: dict, *, threshold: float = 0.05, alpha: float = 0.05,
           statistic: str = "p50", method: str = "welch", seed: int = 0,
-          resamples: int = RESAMPLES) -> list[Verdict]:
+          resamples: int = RESAMPLES, rule: str = DEFAULT_RULE) -> list[Verdict]:
     """One verdict per entry of {name: (baseline_repeats, candidate_repeats)}: regressed when the
-    candidate/baseline ratio of `statistic` is shown above 1 + threshold, with Holm's correction
-    so that the family-wise false-alarm rate of the whole comparison is at most `alpha`."""
+    candidate/baseline ratio of `statistic` is a significant slowdown beyond 1 + threshold
+    (`rule`, see `_verdicts`), with Holm's correction so that the family-wise false-alarm rate
+    of the whole comparison is at most `alpha`."""
     estimates, counts = {}, {}
     for name, (baseline, candidate) in entries.items():
         estimates[name] = log_ratio(baseline, candidate, statistic=statistic, method=method,
                                     seed=_entry_seed(seed, str(name)), resamples=resamples)
         counts[name] = (len(as_repeats(baseline)), len(as_repeats(candidate)))
-    return _verdicts(estimates, counts, threshold, alpha)
+    return _verdicts(estimates, counts, threshold, alpha, rule)
 
 
 def paired_log_ratio(pairs, *, statistic: str = "p50", seed: int = 0,
@@ -336,18 +351,20 @@ def paired_log_ratio(pairs, *, statistic: str = "p50", seed: int = 0,
 
 
 def judge_paired_entries(entries: dict, *, threshold: float = 0.05, alpha: float = 0.05,
-                         statistic: str = "p50", seed: int = 0) -> list[Verdict]:
+                         statistic: str = "p50", seed: int = 0,
+                         rule: str = DEFAULT_RULE) -> list[Verdict]:
     """`judge_paired` for several entries {name: pairs}, with Holm's correction across them."""
     estimates = {name: paired_log_ratio(pairs, statistic=statistic,
                                         seed=_entry_seed(seed, str(name)))
                  for name, pairs in entries.items()}
     counts = {name: (len(pairs), len(pairs)) for name, pairs in entries.items()}
-    return _verdicts(estimates, counts, threshold, alpha)
+    return _verdicts(estimates, counts, threshold, alpha, rule)
 
 
 def judge_paired(pairs, *, threshold: float = 0.05, alpha: float = 0.05, statistic: str = "p50",
-                 seed: int = 0, name: str = "ab") -> Verdict:
+                 seed: int = 0, name: str = "ab", rule: str = DEFAULT_RULE) -> Verdict:
     """The verdict of a paired A/B run: pairs [(a_samples, b_samples), ...], each pair measured
-    back to back in fresh processes; regressed when B/A is shown above 1 + threshold."""
+    back to back in fresh processes; regressed when B/A is a significant slowdown beyond
+    1 + threshold (`rule`)."""
     return judge_paired_entries({name: pairs}, threshold=threshold, alpha=alpha,
-                                statistic=statistic, seed=seed)[0]
+                                statistic=statistic, seed=seed, rule=rule)[0]

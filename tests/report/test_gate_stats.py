@@ -34,7 +34,8 @@ def simulate_runs(rng, sims: int, k: int, n: int = 200, ms: float = 10.0, slowdo
 
 
 def gate_rates(k: int, sims: int, *, slowdown: float = 1.0, threshold: float = 0.0,
-               method: str = "welch", seed: int = 0, resamples: int = 1000, **model):
+               method: str = "welch", seed: int = 0, resamples: int = 1000, rule: str = "bound",
+               **model):
     """(share regressed, share of 95% intervals covering the true ratio, median log-width)."""
     rng = np.random.default_rng(seed)
     base = simulate_runs(rng, sims, k, **model)
@@ -43,7 +44,7 @@ def gate_rates(k: int, sims: int, *, slowdown: float = 1.0, threshold: float = 0
     widths = []
     for i in range(sims):
         v = judge({"e": (list(base[i]), list(cand[i]))}, threshold=threshold, method=method,
-                  seed=i, resamples=resamples)[0]
+                  seed=i, resamples=resamples, rule=rule)[0]
         flagged += v.regressed
         covered += v.ci_low <= slowdown <= v.ci_high
         widths.append(math.log(v.ci_high / v.ci_low))
@@ -128,9 +129,22 @@ def test_one_repeat_each_uses_block_bootstrap_and_says_it_cannot_see_drift():
     assert np.median(block_width) > 1.8 * np.median(iid_width)
 
 
+def test_the_default_rule_catches_ten_percent_at_five_and_stays_quiet_when_nothing_changed():
+    # rule "estimate": shown slower at all (Holm) and estimated beyond the threshold. +10% true
+    # slowdown, 3% drift sd per run, gate at +5%, K = 5: the docs' table says ~98%.
+    hits, _, _ = gate_rates(5, 300, slowdown=1.10, threshold=0.05, seed=15, rule="estimate")
+    assert hits >= 0.93
+    # unchanged: the estimate must exceed +5% AND be significant, rarer than alpha
+    alarms, _, _ = gate_rates(5, 600, slowdown=1.0, threshold=0.05, seed=16, rule="estimate")
+    assert alarms <= 0.03
+    # exactly at the threshold it is a coin toss (the threshold is a tolerance on the estimate)
+    half, _, _ = gate_rates(5, 300, slowdown=1.05, threshold=0.05, seed=17, rule="estimate")
+    assert 0.35 <= half <= 0.65
+
+
 def test_true_slowdown_is_detected_with_the_power_the_docs_claim():
-    # +10% true slowdown, 3% drift sd per run, gate at +5%: the docs' table says ~64% of cases at
-    # K = 5 and ~92% at K = 10 (the margin above the threshold is only 4.8%).
+    # rule "bound". +10% true slowdown, 3% drift sd per run, gate at +5%: the docs' table says
+    # ~64% of cases at K = 5 and ~92% at K = 10 (the margin above the threshold is only 4.8%).
     hits5, _, _ = gate_rates(5, 300, slowdown=1.10, threshold=0.05, seed=5)
     hits10, _, _ = gate_rates(10, 300, slowdown=1.10, threshold=0.05, seed=6)
     assert 0.52 <= hits5 <= 0.76
