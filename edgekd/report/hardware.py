@@ -39,6 +39,21 @@ def target_labels(reports: list[dict[str, Any]]) -> dict[tuple[int, str], str]:
     return labels
 
 
+def machine_of(entry: dict[str, Any], run: str | None) -> dict[str, Any]:
+    """The machine that measured `entry`, as the runner described it on the target (its
+    `environment`: for an SSH target the board, not the host that built the report); entries
+    from before the runner described itself fall back to their `host` and `cpu` fields."""
+    env = entry.get("environment") or {}
+    cpu = env.get("cpu") or {}
+    old_cpu = entry.get("cpu") or {}
+    return {"run": run, "host": env.get("host") or entry.get("host"),
+            "cpu": {"model": cpu.get("model") or old_cpu.get("model"),
+                    "cores": cpu.get("cores_logical") or old_cpu.get("cores"),
+                    "flags": cpu.get("flags") or old_cpu.get("flags") or []},
+            "memory_total_mb": env.get("memory_total_mb"), "os": env.get("os"),
+            "runtime": entry.get("runtime"), "runtime_version": entry.get("runtime_version")}
+
+
 def compare_targets(reports: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows of p50/p99 per target for every matched artifact, targets in first-seen order.
 
@@ -57,9 +72,7 @@ def compare_targets(reports: list[dict[str, Any]]) -> dict[str, Any]:
             label = labels[(i, str(entry.get("target")))]
             if label not in targets:
                 targets.append(label)
-                environments[label] = {"run": report.get("run"), "host": entry.get("host"),
-                                       "cpu": entry.get("cpu"), "runtime": entry.get("runtime"),
-                                       "runtime_version": entry.get("runtime_version")}
+                environments[label] = machine_of(entry, report.get("run"))
             key = tuple(entry.get(k) for k in MATCH_KEY)
             generation = setting(entry)[2:] if is_generative(entry) else None
             row = rows.setdefault(key + (generation,), {
