@@ -1,0 +1,205 @@
+"""OpenVINO causal-LM export: a stateful IR with its KV cache (optimum-intel), NNCF int8/int4
+weights, and the runtime adapter's Generator (no torch), checked against the PyTorch Generator
+on tiny random-init Llama (GQA) and GPT-2 models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiny_lm import save_tiny_lm
+
+pytest.importorskip("openvino")
+pytest.importorskip("optimum.intel")
+
+KINDS = ("llama", "gpt2")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+NEW_TOKENS = 16
+CONTEXT = 64
+# Exported through export_artifact (verified, bundled); the others by the exporter module alone.
+FULL_EXPORTS = {("llama", "fp32"), ("llama", "int4")}
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def lm_exports(tmp_path_factory):
+    """{kind: model folder}, {(kind, precision): IR path}, {(kind, precision): export record}:
+    each model in each precision exported once for the module."""
+    from edgekd.exporters import export_artifact, openvino
+    from edgekd.tasks import causal_lm
+
+    root = tmp_path_factory.mktemp("ov-lm")
+    models = {kind: save_tiny_lm(root / kind, kind=kind, layers=2) for kind in KINDS}
+    paths, records = {}, {}
+    for kind in KINDS:
+        for precision in PRECISIONS:
+            out = root / f"{kind}-{precision}"
+            if (kind, precision) in FULL_EXPORTS:
+                record = export_artifact(models[kind], "openvino", precision, out, role="student",
+                                         seq_len=CONTEXT, eval_inputs=None, task=causal_lm)
+            else:
+                out.mkdir()
+                record = openvino.export(models[kind], out, precision, seq_len=CONTEXT,
+                                         calibration=None, task=causal_lm)
+            paths[(kind, precision)] = out / record["artifact"]
+            records[(kind, precision)] = record
+    return models, paths, records
+
+
+def prompts(vocab: int) -> list[np.ndarray]:
+    """Three prompts of different lengths (1 token, short, longer) of non-special ids."""
+    rng = np.random.default_rng(7)
+    return [np.array([5]), rng.integers(1, vocab, size=6), rng.integers(1, vocab, size=23)]
+
+
+def generate(generator, vocab: int) -> np.ndarray:
+    from edgekd.benchmarks import runtimes
+
+    return np.stack([runtimes.greedy(generator, ids, NEW_TOKENS).tokens for ids in prompts(vocab)])
+
+
+def torch_tokens(model_dir: Path) -> tuple[np.ndarray, object]:
+    from edgekd.benchmarks import runtime_pytorch
+
+    reference = runtime_pytorch.Generator(str(model_dir), runtime_pytorch.settings("fp32", 1))
+    return generate(reference, reference.vocab_size), reference
+
+
+def ov_generator(path: Path, precision: str):
+    from edgekd.benchmarks import runtimes
+
+    generator, _ = runtimes.open_generator(str(path), precision=precision, threads=1)
+    return generator
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fp32_generates_the_pytorch_tokens_and_logits(lm_exports, kind):
+    from edgekd.benchmarks import runtimes
+
+    models, paths, records = lm_exports
+    expected, reference = torch_tokens(models[kind])
+    generator = ov_generator(paths[(kind, "fp32")], "fp32")
+    assert generator.vocab_size == reference.vocab_size
+    np.testing.assert_array_equal(generate(generator, generator.vocab_size), expected)
+    # the prefill gives every prompt position, equal to PyTorch's logits
+    ids = prompts(generator.vocab_size)[2]
+    np.testing.assert_allclose(runtimes.sequence_logits(generator, ids),
+                               runtimes.sequence_logits(reference, ids), atol=1e-4)
+    # a new prefill starts from an empty cache: the same prompt gives the same logits again
+    first = generator.prefill(ids)
+    generator.decode(3)
+    np.testing.assert_array_equal(generator.prefill(ids), first)
+    settings = records[(kind, "fp32")]["settings"]
+    assert settings["kv_cache"] == "stateful" and settings["context"] == CONTEXT
+    assert settings["weights"] == "fp32" and settings["kv_cache_precision"] == "f32"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lower_precisions_generate_valid_tokens(lm_exports, kind):
+    models, paths, records = lm_exports
+    expected, _ = torch_tokens(models[kind])
+    for precision in ("fp16", "int8-dynamic", "int4"):
+        generator = ov_generator(paths[(kind, precision)], precision)
+        got = generate(generator, generator.vocab_size)
+        assert got.shape == expected.shape and got.dtype == np.int64
+        assert ((got >= 0) & (got < generator.vocab_size)).all()
+        if precision == "fp16":
+            assert (got == expected).mean() >= 0.9, precision
+    assert records[(kind, "int8-dynamic")]["settings"]["mode"] == "int8_asym"
+    int4 = records[(kind, "int4")]["settings"]
+    # hidden 32, MLP 64 (Llama) / 128 (GPT-2): 128 does not divide 32, so the group is 32
+    assert (int4["mode"], int4["group_size"], int4["ratio"]) == ("int4_asym", 32, 1.0)
+    sizes = {p: paths[(kind, p)].with_suffix(".bin").stat().st_size for p in PRECISIONS}
+    assert sizes["fp32"] > sizes["fp16"] > sizes["int8-dynamic"] > sizes["int4"]
+
+
+def test_export_artifact_verifies_and_sizes_only_the_ir(lm_exports):
+    models, paths, records = lm_exports
+    for key in FULL_EXPORTS:
+        record, path = records[key], paths[key]
+        assert record["status"] == "ok", record.get("error")
+        assert record["input_names"] == ["input_ids", "attention_mask", "position_ids", "beam_idx"]
+        assert record["runtime_settings"]["INFERENCE_PRECISION_HINT"] == "f32"
+        ir_bytes = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+        assert record["size_bytes"] == ir_bytes   # the bundle's tokenizer is not counted
+        assert (path.parent / "tokenizer.json").is_file()
+        assert not (path.parent / "openvino_tokenizer.xml").exists()
+    assert records[("llama", "fp32")]["parity"]["token_agreement"] == 1.0
+
+
+def test_optimum_intel_loads_the_export_folder(lm_exports):
+    """The folder is optimum-intel's layout: OVModelForCausalLM generates the same tokens."""
+    import torch
+    from optimum.intel import OVModelForCausalLM
+
+    models, paths, _ = lm_exports
+    from edgekd.benchmarks.runtime_openvino import settings
+
+    path = paths[("llama", "fp32")]
+    generator = ov_generator(path, "fp32")
+    ours = generate(generator, generator.vocab_size)
+    model = OVModelForCausalLM.from_pretrained(path.parent, ov_config=settings("fp32", 1))
+    for ids, tokens in zip(prompts(generator.vocab_size), ours):
+        ids = torch.from_numpy(ids)[None]
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
+        np.testing.assert_array_equal(out[0, ids.shape[1]:].numpy(), tokens)
+
+
+def test_generator_runs_without_torch(lm_exports, tmp_path):
+    """The adapter and runtimes.py copied alone (as onto a device), torch made unimportable."""
+    models, paths, _ = lm_exports
+    expected, reference = torch_tokens(models["gpt2"])
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import json, sys\n"
+        "sys.modules['torch'] = None\n"
+        f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+        "import numpy as np, runtimes\n"
+        f"gen, _ = runtimes.open_generator({str(paths[('gpt2', 'fp32')])!r}, precision='fp32')\n"
+        f"prompts = {json.dumps([p.tolist() for p in prompts(reference.vocab_size)])}\n"
+        f"print(json.dumps([runtimes.greedy(gen, p, {NEW_TOKENS}).tokens.tolist() for p in prompts]))\n",
+        encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_array_equal(np.array(json.loads(done.stdout.strip().splitlines()[-1])),
+                                  expected)
+
+
+def test_generator_refuses_an_ir_without_kv_cache(tmp_path):
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from edgekd.benchmarks import runtimes
+    from edgekd.benchmarks.runtime_openvino import Generator, settings
+
+    ids = ops.parameter([1, -1], np.int64, name="input_ids")
+    ov.save_model(ov.Model([ops.convert(ids, "f32")], [ids]), str(tmp_path / "m.xml"))
+    with pytest.raises(runtimes.ArtifactError, match="KV cache"):
+        Generator(str(tmp_path / "m.xml"), settings("fp32", 1))
+
+
+def test_int4_group_size_divides_every_width():
+    from edgekd.exporters.openvino import int4_group_size
+
+    assert int4_group_size([4096, 11008]) == 128
+    assert int4_group_size([576, 1536]) == 64      # SmolLM2-135M
+    assert int4_group_size([32, 64]) == 32
+    assert int4_group_size([24, 48]) == -1          # 8 would be the largest: per-channel instead
+
+
+def test_check_supported_refuses_precisions_without_an_lm_export():
+    from edgekd.errors import EdgekdError
+    from edgekd.exporters import check_supported
+    from edgekd.tasks import causal_lm
+
+    for precision in ("bf16", "int8-static"):
+        with pytest.raises(EdgekdError, match="causal-lm"):
+            check_supported("openvino", precision, task=causal_lm)
+    assert check_supported("openvino", "int4", task=causal_lm).FORMAT == "openvino"
