@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tiny_lm import save_tiny_lm
+from tiny_lm import save_tiny_lm, sentence
 
 pytest.importorskip("openvino")
 pytest.importorskip("optimum.intel")
@@ -24,6 +24,32 @@ CONTEXT = 64
 # Exported through export_artifact (verified, bundled); the others by the exporter module alone.
 FULL_EXPORTS = {("llama", "fp32"), ("llama", "int4")}
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+PROMPTS = ("the", "cat sat on a mat while", "dogs ran far away from big red cars and small birds sang")
+
+
+def train_briefly(folder: Path, steps: int = 60) -> Path:
+    """A few steps on the generated sentences: a random-init tiny LM repeats its last input
+    token forever, which would make token parity pass whatever the KV cache does."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rng = random.Random(0)
+    text = " ".join(sentence(rng) for _ in range(300))
+    ids = torch.tensor(AutoTokenizer.from_pretrained(folder)(text)["input_ids"])
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        batch = torch.stack([ids[s:s + 32] for s in torch.randint(0, len(ids) - 33, (8,))])
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +60,18 @@ def lm_exports(tmp_path_factory):
     from edgekd.tasks import causal_lm
 
     root = tmp_path_factory.mktemp("ov-lm")
-    models = {kind: save_tiny_lm(root / kind, kind=kind, layers=2) for kind in KINDS}
+    models = {kind: train_briefly(save_tiny_lm(root / kind, kind=kind, layers=2)) for kind in KINDS}
     paths, records = {}, {}
     for kind in KINDS:
         for precision in PRECISIONS:
             out = root / f"{kind}-{precision}"
             if (kind, precision) in FULL_EXPORTS:
+                # fp32 on the task's generated prompts (random ids); int4 on text like the
+                # training text: on random ids the tiny model's int4 weights keep only ~45% of
+                # its greedy tokens (near-tied logits), on text all of them
+                prompts_in = None if precision == "fp32" else text_inputs(models[kind])
                 record = export_artifact(models[kind], "openvino", precision, out, role="student",
-                                         seq_len=CONTEXT, eval_inputs=None, task=causal_lm)
+                                         seq_len=CONTEXT, eval_inputs=prompts_in, task=causal_lm)
             else:
                 out.mkdir()
                 record = openvino.export(models[kind], out, precision, seq_len=CONTEXT,
@@ -51,23 +81,42 @@ def lm_exports(tmp_path_factory):
     return models, paths, records
 
 
-def prompts(vocab: int) -> list[np.ndarray]:
-    """Three prompts of different lengths (1 token, short, longer) of non-special ids."""
-    rng = np.random.default_rng(7)
-    return [np.array([5]), rng.integers(1, vocab, size=6), rng.integers(1, vocab, size=23)]
+def text_inputs(model_dir: Path, rows: int = 6) -> dict:
+    """Left-padded prompts (input_ids, attention_mask) of generated sentences."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from edgekd.tasks.causal_lm import pad_batch
+
+    tokenizer, rng = AutoTokenizer.from_pretrained(model_dir), random.Random(5)
+    rows_ids = [tokenizer(" ".join(sentence(rng) for _ in range(3)))["input_ids"][:CONTEXT // 2]
+                for _ in range(rows)]
+    ids, mask = pad_batch(rows_ids, tokenizer.pad_token_id, left=True)
+    return {"input_ids": ids, "attention_mask": mask}
 
 
-def generate(generator, vocab: int) -> np.ndarray:
+def prompts(model_dir: Path) -> list[np.ndarray]:
+    """Three prompts of different lengths, tokenized by the model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return [np.array(tokenizer(text)["input_ids"], dtype=np.int64) for text in PROMPTS]
+
+
+def generate(generator, model_dir: Path) -> np.ndarray:
+    """Greedy tokens [3, NEW_TOKENS] of the prompts through the shared greedy loop."""
     from edgekd.benchmarks import runtimes
 
-    return np.stack([runtimes.greedy(generator, ids, NEW_TOKENS).tokens for ids in prompts(vocab)])
+    return np.stack([runtimes.greedy(generator, ids, NEW_TOKENS).tokens
+                     for ids in prompts(model_dir)])
 
 
 def torch_tokens(model_dir: Path) -> tuple[np.ndarray, object]:
     from edgekd.benchmarks import runtime_pytorch
 
     reference = runtime_pytorch.Generator(str(model_dir), runtime_pytorch.settings("fp32", 1))
-    return generate(reference, reference.vocab_size), reference
+    return generate(reference, model_dir), reference
 
 
 def ov_generator(path: Path, precision: str):
@@ -85,9 +134,9 @@ def test_fp32_generates_the_pytorch_tokens_and_logits(lm_exports, kind):
     expected, reference = torch_tokens(models[kind])
     generator = ov_generator(paths[(kind, "fp32")], "fp32")
     assert generator.vocab_size == reference.vocab_size
-    np.testing.assert_array_equal(generate(generator, generator.vocab_size), expected)
+    np.testing.assert_array_equal(generate(generator, models[kind]), expected)
     # the prefill gives every prompt position, equal to PyTorch's logits
-    ids = prompts(generator.vocab_size)[2]
+    ids = prompts(models[kind])[2]
     np.testing.assert_allclose(runtimes.sequence_logits(generator, ids),
                                runtimes.sequence_logits(reference, ids), atol=1e-4)
     # a new prefill starts from an empty cache: the same prompt gives the same logits again
@@ -105,7 +154,7 @@ def test_lower_precisions_generate_valid_tokens(lm_exports, kind):
     expected, _ = torch_tokens(models[kind])
     for precision in ("fp16", "int8-dynamic", "int4"):
         generator = ov_generator(paths[(kind, precision)], precision)
-        got = generate(generator, generator.vocab_size)
+        got = generate(generator, models[kind])
         assert got.shape == expected.shape and got.dtype == np.int64
         assert ((got >= 0) & (got < generator.vocab_size)).all()
         if precision == "fp16":
@@ -142,9 +191,9 @@ def test_optimum_intel_loads_the_export_folder(lm_exports):
 
     path = paths[("llama", "fp32")]
     generator = ov_generator(path, "fp32")
-    ours = generate(generator, generator.vocab_size)
+    ours = generate(generator, models["llama"])
     model = OVModelForCausalLM.from_pretrained(path.parent, ov_config=settings("fp32", 1))
-    for ids, tokens in zip(prompts(generator.vocab_size), ours):
+    for ids, tokens in zip(prompts(models["llama"]), ours):
         ids = torch.from_numpy(ids)[None]
         out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                              max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
@@ -162,7 +211,7 @@ def test_generator_runs_without_torch(lm_exports, tmp_path):
         f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
         "import numpy as np, runtimes\n"
         f"gen, _ = runtimes.open_generator({str(paths[('gpt2', 'fp32')])!r}, precision='fp32')\n"
-        f"prompts = {json.dumps([p.tolist() for p in prompts(reference.vocab_size)])}\n"
+        f"prompts = {json.dumps([p.tolist() for p in prompts(models['gpt2'])])}\n"
         f"print(json.dumps([runtimes.greedy(gen, p, {NEW_TOKENS}).tokens.tolist() for p in prompts]))\n",
         encoding="utf-8")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
@@ -203,3 +252,20 @@ def test_check_supported_refuses_precisions_without_an_lm_export():
         with pytest.raises(EdgekdError, match="causal-lm"):
             check_supported("openvino", precision, task=causal_lm)
     assert check_supported("openvino", "int4", task=causal_lm).FORMAT == "openvino"
+
+
+def test_openvino_genai_generates_the_same_tokens_and_times_them(lm_exports):
+    pytest.importorskip("openvino_genai")
+    from edgekd.exporters.openvino_genai_check import genai_perf
+
+    models, paths, _ = lm_exports
+    path = paths[("llama", "fp32")]
+    ids = prompts(models["llama"])[1]
+    expected = generate(ov_generator(path, "fp32"), models["llama"])[1]
+    result = genai_perf(path.parent, ids, NEW_TOKENS, threads=1, runs=1)
+    np.testing.assert_array_equal(result["tokens"], expected)
+    assert result["ttft_ms"] > 0 and result["tpot_ms"] > 0
+    assert result["runtime_settings"]["KV_CACHE_PRECISION"] == "f32"
+    text = genai_perf(path.parent, "the cat sat on", 4, threads=1, runs=1)
+    assert text["ttft_ms"] > 0
+    assert sorted(p.name for p in path.parent.glob("openvino_*.xml")) == ["openvino_model.xml"]
