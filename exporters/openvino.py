@@ -168,7 +168,7 @@ def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int) -> 
             _set_kv_cache_precision(model, None)
             settings.update({"quantization": "nncf.compress_weights",
                              "mode": "int4_asym" if group else "int8_asym",
-                             "kv_cache_precision": "CPU plugin default"})
+                             "kv_cache_precision": "CPU plugin default (u8 on x86)"})
             if group:
                 settings.update({"group_size": group, "requested_group_size": INT4_GROUP_SIZE,
                                  "ratio": 1.0, "backup_mode": "int8_asym (embeddings, lm head)"})
@@ -205,10 +205,10 @@ def _optimum_export(model_dir: Path, raw: Path) -> None:
             from None
 
 
-def int4_group_size(widths: list[int], preferred: int = INT4_GROUP_SIZE) -> int:
-    """The int4 group size: `preferred`, halved until it divides every weight input width;
-    -1 (one scale per output channel) when that leaves fewer than MIN_INT4_GROUP weights."""
-    group = preferred
+def int4_group_size(widths: list[int], preferred: int | None = None) -> int:
+    """The int4 group size: `preferred` (INT4_GROUP_SIZE), halved until it divides every weight
+    input width; -1 (one scale per output channel) when that leaves fewer than MIN_INT4_GROUP."""
+    group = preferred or INT4_GROUP_SIZE
     while group >= MIN_INT4_GROUP and any(w % group for w in widths):
         group //= 2
     return group if group >= MIN_INT4_GROUP else -1
@@ -216,11 +216,13 @@ def int4_group_size(widths: list[int], preferred: int = INT4_GROUP_SIZE) -> int:
 
 def _weight_widths(model_dir: Path) -> list[int]:
     """The input widths of a decoder's weight matrices: hidden size and MLP width (config.json
-    names of Llama-like models and GPT-2)."""
+    names of Llama-like models and GPT-2); empty when the config names neither."""
     import json
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     hidden = config.get("hidden_size") or config.get("n_embd")
+    if not hidden:
+        return []
     inner = config.get("intermediate_size") or config.get("n_inner") or 4 * int(hidden)
     return [int(hidden), int(inner)]
 
