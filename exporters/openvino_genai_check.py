@@ -40,9 +40,17 @@ def genai_perf(folder, prompt, new_tokens: int, threads: int = 1, *, precision: 
     if not (folder / "openvino_model.xml").is_file():
         raise EdgekdError(f"{folder} holds no openvino_model.xml (an OpenVINO causal-LM export)")
     options = dict(settings(precision, threads), ATTENTION_BACKEND=attention_backend)
+    pipeline_config = dict(options)
+    if attention_backend == "PA":
+        # paged attention caches prompt prefixes across calls: the timed runs would reuse the
+        # warm-up's prompt and report a prefill that never happened
+        scheduler = genai.SchedulerConfig()
+        scheduler.enable_prefix_caching = False
+        pipeline_config["scheduler_config"] = scheduler
+        options["prefix_caching"] = False
     with tempfile.TemporaryDirectory(prefix="edgekd-ov-tokenizer-") as tokenizer_dir:
         tokenizer = genai.Tokenizer(str(convert_tokenizer(folder, Path(tokenizer_dir))))
-        pipe = genai.LLMPipeline(str(folder), tokenizer, "CPU", options)
+        pipe = genai.LLMPipeline(str(folder), tokenizer, "CPU", pipeline_config)
     config = greedy_config(genai, new_tokens)
     # text is tokenized here (the tokenizer's own special tokens, no chat template), so both
     # kinds of prompt give EncodedResults with the generated token ids
