@@ -1,6 +1,6 @@
 """OpenVINO causal-LM export: a stateful IR with its KV cache (optimum-intel), NNCF int8/int4
 weights, and the runtime adapter's Generator (no torch), checked against the PyTorch Generator
-on tiny random-init Llama (GQA) and GPT-2 models."""
+on tiny Llama (GQA) and GPT-2 models trained for a few steps (so their greedy tokens vary)."""
 
 from __future__ import annotations
 
