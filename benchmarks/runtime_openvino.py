@@ -3,6 +3,12 @@
 fp32 means fp32: without `INFERENCE_PRECISION_HINT: f32` the CPU plugin silently computes in
 bf16 on CPUs with AVX512-BF16 or AMX, which would make an fp32 IR look lossy in verification and
 fast in the benchmark. `bf16` is its own precision, asked for explicitly.
+
+`Generator` runs a causal LM exported with a KV cache (optimum-intel's stateful IR: inputs
+input_ids, attention_mask, position_ids, beam_idx; the cache is the request's internal state).
+For fp32 the KV cache is pinned to f32 as well: the CPU plugin otherwise stores it in f16 (the
+IR's own runtime option, written by optimum-intel) or u8, which would flip greedy tokens of an
+fp32 artifact.
 """
 
 from __future__ import annotations
@@ -22,13 +28,32 @@ _DTYPES = {"i64": np.int64, "i32": np.int32, "f32": np.float32, "f16": np.float1
 # The precision the CPU plugin computes in, per exported precision: the weights' storage type
 # (fp16, int8) does not change it.
 INFERENCE_PRECISION = {"bf16": "bf16"}
+# The inputs of a stateful causal-LM IR (optimum-intel's text-generation-with-past export).
+STATEFUL_LM_INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 
 
 def settings(precision: str, threads: int) -> dict:
     """LATENCY hint (one stream, one request at a time: what a single synchronous call measures)
-    and the inference precision pinned to f32 unless the artifact's precision is bf16."""
-    return {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION.get(precision, "f32")}
+    and the inference precision pinned to f32 unless the artifact's precision is bf16; for fp32
+    the KV cache precision too (it only applies to a model with a KV cache; other precisions
+    keep the IR's runtime option or the plugin's default)."""
+    options = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+               "INFERENCE_PRECISION_HINT": INFERENCE_PRECISION.get(precision, "f32")}
+    if precision == "fp32":
+        options["KV_CACHE_PRECISION"] = "f32"
+    return options
+
+
+def _compile(ov, path: str, options: dict):
+    """The compiled IR at `path`, or ArtifactError (its .bin missing, or unreadable)."""
+    weights = os.path.splitext(path)[0] + ".bin"
+    if not os.path.isfile(weights):
+        raise ArtifactError(f"{os.path.basename(weights)} is missing beside {path} "
+                            "(an OpenVINO IR is the .xml and its .bin)")
+    try:
+        return ov.Core().compile_model(path, "CPU", dict(options))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"openvino cannot load {path}: {first_line(exc)}") from None
 
 
 class Adapter:
@@ -39,14 +64,7 @@ class Adapter:
         ov = import_runtime("openvino", "openvino")
         self.version = ov.get_version()
         self.errors = (RuntimeError, ValueError, TypeError)
-        weights = os.path.splitext(path)[0] + ".bin"
-        if not os.path.isfile(weights):
-            raise ArtifactError(f"{os.path.basename(weights)} is missing beside {path} "
-                                "(an OpenVINO IR is the .xml and its .bin)")
-        try:
-            self.compiled = ov.Core().compile_model(path, "CPU", dict(options))
-        except self.errors as exc:
-            raise ArtifactError(f"openvino cannot load {path}: {first_line(exc)}") from None
+        self.compiled = _compile(ov, path, options)
         self.request = self.compiled.create_infer_request()
         self.inputs = {p.get_any_name(): _DTYPES.get(p.get_element_type().get_type_name(), np.int64)
                        for p in self.compiled.inputs}
@@ -60,3 +78,55 @@ class Adapter:
 
     def output(self, raw) -> np.ndarray:
         return np.asarray(raw[self._output], dtype=np.float32)
+
+
+class Generator:
+    """Greedy generation from a stateful causal-LM IR, batch 1: the KV cache lives in the
+    infer request's state between calls (see runtimes.py for the protocol)."""
+    runtime = "openvino"
+    max_context = None      # the IR's cache grows with the sequence: only memory limits it
+
+    def __init__(self, path: str, options: dict):
+        ov = import_runtime("openvino", "openvino")
+        self.version = ov.get_version()
+        self.errors = (RuntimeError, ValueError, TypeError)
+        self.compiled = _compile(ov, path, options)
+        names = {name for port in self.compiled.inputs for name in port.get_names()}
+        missing = [n for n in STATEFUL_LM_INPUTS if n not in names]
+        if missing:
+            raise ArtifactError(f"{path} is not a causal LM exported with a KV cache (it lacks the "
+                                f"inputs {', '.join(missing)}); export it for causal-lm")
+        vocab = self.compiled.outputs[0].get_partial_shape()[-1]
+        if not vocab.is_static:
+            raise ArtifactError(f"{path}: the logits output has no fixed vocabulary size")
+        self.vocab_size = vocab.get_length()
+        self.request = self.compiled.create_infer_request()
+        self._beam = np.zeros(1, dtype=np.int32)   # one sequence: row 0 keeps its own cache
+        self._past = 0
+
+    def reset(self) -> None:
+        """Forget the sequence: empty the KV cache."""
+        self.request.reset_state()
+        self._past = 0
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        """Start a new sequence with the prompt `ids` [n]; float32 logits [n, V] (every position)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise ArtifactError("prefill needs at least one prompt token")
+        self.reset()
+        return self._step(ids)
+
+    def decode(self, token: int) -> np.ndarray:
+        """Append `token` at the next position; float32 logits [V] for the token after it."""
+        return self._step(np.array([int(token)], dtype=np.int64))[-1]
+
+    def _step(self, ids: np.ndarray) -> np.ndarray:
+        total = self._past + len(ids)
+        feed = {"input_ids": ids[None, :],
+                "attention_mask": np.ones((1, total), dtype=np.int64),
+                "position_ids": np.arange(self._past, total, dtype=np.int64)[None, :],
+                "beam_idx": self._beam}
+        result = self.request.infer(feed)
+        self._past = total
+        return np.array(result[self.compiled.outputs[0]][0], dtype=np.float32)

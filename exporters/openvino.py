@@ -10,6 +10,18 @@
 - bf16: the fp32 graph, run by the CPU plugin in bf16 (`INFERENCE_PRECISION_HINT: bf16`, set by
   the runtime adapter). Only on CPUs with native bf16 (AVX512-BF16 or AMX); elsewhere refused.
   fp32 is always run as f32: bf16 is never a silent substitute for it.
+
+A causal LM (a task with `GENERATIVE`) is exported with a KV cache by optimum-intel
+(`text-generation-with-past`, stateful: the cache is the infer request's internal state, the
+IR's inputs are input_ids, attention_mask, position_ids and beam_idx), then
+- fp32: saved as is (optimum's size-based int8 compression is turned off: `OVConfig(dtype=
+  "fp32")`), with the KV cache pinned to f32 in the IR's runtime options.
+- fp16: fp16 weights (`compress_to_fp16`); f16 KV cache (optimum's runtime option).
+- int8-dynamic: `nncf.compress_weights(INT8_ASYM)`, data-free; int4: `INT4_ASYM` with
+  `ratio=1.0` and a group size of `INT4_GROUP_SIZE` or the largest power of two that divides
+  every weight's input width (embeddings and the LM head stay int8, nncf's backup precision).
+  Both drop optimum's f16 KV-cache option, as optimum-intel does for a compressed model, so the
+  CPU plugin's own default (a u8 cache on x86) applies.
 """
 
 
@@ -25,6 +37,10 @@ from edgekd.exporters.verify import conversion_error
 
 FORMAT = "openvino"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
+LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+INT4_GROUP_SIZE = 128
+# Below this an int4 group is no better than a per-channel scale (-1) and costs more to store.
+MIN_INT4_GROUP = 16
 # optimum-intel's OVModelFor*.from_pretrained(folder) recognises a converted folder by this
 # name, so the export folder loads with the ecosystem's own classes as it is.
 ARTIFACT = "openvino_model.xml"
@@ -56,6 +72,8 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
     """Write `out_dir/model.xml` + `model.bin` for `precision`; return export.json's part."""
     import openvino as ov
 
+    if getattr(task, "GENERATIVE", False):
+        return _export_lm(Path(model_dir), Path(out_dir), precision, seq_len)
     if precision not in PRECISIONS:
         raise EdgekdError(f"openvino cannot export precision {precision}")
     model, names = _convert(Path(model_dir), seq_len, task)
@@ -127,3 +145,107 @@ def _quantize(model, names: list[str], calibration: dict[str, np.ndarray]):
     except Exception as exc:
         raise conversion_error("openvino", "int8-static quantisation", exc) from None
     return quantized, n
+
+
+def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int) -> dict:
+    """A stateful IR with a KV cache (optimum-intel), compressed for `precision`; only
+    openvino_model.xml + .bin are kept (the bundle adds the tokenizer and config)."""
+    import tempfile
+
+    import openvino as ov
+
+    if precision not in LM_PRECISIONS:
+        raise EdgekdError(f"openvino cannot export a causal LM in {precision} "
+                          f"(supported: {', '.join(LM_PRECISIONS)})")
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix="optimum-") as raw:
+        _optimum_export(model_dir, Path(raw))
+        model = ov.Core().read_model(str(Path(raw) / ARTIFACT))
+        settings = {"kv_cache": "stateful", "context": int(seq_len),
+                    "exporter": "optimum-intel text-generation-with-past"}
+        if precision in ("int8-dynamic", "int4"):
+            group = int4_group_size(_weight_widths(model_dir)) if precision == "int4" else None
+            model = _compress_lm_weights(model, precision, group)
+            _set_kv_cache_precision(model, None)
+            settings.update({"quantization": "nncf.compress_weights",
+                             "mode": "int4_asym" if group else "int8_asym",
+                             "kv_cache_precision": "CPU plugin default (u8 on x86)"})
+            if group:
+                settings.update({"group_size": group, "requested_group_size": INT4_GROUP_SIZE,
+                                 "ratio": 1.0, "backup_mode": "int8_asym (embeddings, lm head)"})
+        else:
+            _set_kv_cache_precision(model, "f32" if precision == "fp32" else "f16")
+            settings.update({"weights": precision,
+                             "kv_cache_precision": "f32" if precision == "fp32" else "f16"})
+        try:
+            ov.save_model(model, str(out_dir / ARTIFACT), compress_to_fp16=precision == "fp16")
+        except Exception as exc:  # the converter raises many types; all mean "cannot save"
+            raise conversion_error("openvino", "saving the IR", exc) from None
+        del model
+    names = [port.get_any_name() for port in ov.Core().read_model(str(out_dir / ARTIFACT)).inputs]
+    return {"artifact": ARTIFACT, "batch_size": 1, "input_names": names,
+            "tools": installed_versions("openvino", "nncf", "optimum-intel", "torch",
+                                        "transformers"), "settings": settings}
+
+
+def _optimum_export(model_dir: Path, raw: Path) -> None:
+    try:
+        from optimum.exporters.openvino import main_export
+        from optimum.intel.openvino.configuration import OVConfig
+    except ImportError as exc:
+        raise EdgekdError(f"optimum-intel is not installed ({exc}); pip install 'edgekd[openvino]'") \
+            from None
+    try:
+        # dtype fp32 and no quantization config: optimum neither casts to f16 nor compresses
+        # a model over 1B parameters to int8 on its own.
+        main_export(str(model_dir), raw, task="text-generation-with-past", stateful=True,
+                    ov_config=OVConfig(dtype="fp32"), local_files_only=True,
+                    library_name="transformers")
+    except Exception as exc:  # optimum and the converter raise many types
+        raise conversion_error("openvino", f"conversion of {model_dir} with a KV cache", exc) \
+            from None
+
+
+def int4_group_size(widths: list[int], preferred: int | None = None) -> int:
+    """The int4 group size: `preferred` (INT4_GROUP_SIZE), halved until it divides every weight
+    input width; -1 (one scale per output channel) when that leaves fewer than MIN_INT4_GROUP."""
+    group = preferred or INT4_GROUP_SIZE
+    while group >= MIN_INT4_GROUP and any(w % group for w in widths):
+        group //= 2
+    return group if group >= MIN_INT4_GROUP else -1
+
+
+def _weight_widths(model_dir: Path) -> list[int]:
+    """The input widths of a decoder's weight matrices: hidden size and MLP width (config.json
+    names of Llama-like models and GPT-2); empty when the config names neither."""
+    import json
+
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    hidden = config.get("hidden_size") or config.get("n_embd")
+    if not hidden:
+        return []
+    inner = config.get("intermediate_size") or config.get("n_inner") or 4 * int(hidden)
+    return [int(hidden), int(inner)]
+
+
+def _compress_lm_weights(model, precision: str, group: int | None):
+    import nncf
+
+    try:
+        if precision == "int8-dynamic":
+            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM,
+                                     group_size=group, ratio=1.0)
+    except Exception as exc:
+        raise conversion_error("openvino", f"{precision} weight compression", exc) from None
+
+
+def _set_kv_cache_precision(model, precision: str | None) -> None:
+    """Write (or with None, remove) the KV cache precision in the IR's runtime options, which
+    the CPU plugin applies unless the caller sets it: so every consumer (edgekd's adapter,
+    optimum-intel, openvino-genai) stores the cache alike."""
+    options = dict(model.get_rt_info("runtime_options").value) \
+        if model.has_rt_info("runtime_options") else {}
+    options.pop("KV_CACHE_PRECISION", None)
+    if precision:
+        options["KV_CACHE_PRECISION"] = precision
+    model.set_rt_info(options, "runtime_options")
