@@ -260,7 +260,6 @@ def test_check_supported_refuses_precisions_without_an_lm_export():
 
 
 def test_openvino_genai_generates_the_same_tokens_and_times_them(lm_exports):
-    pytest.importorskip("openvino_genai")
     from edgekd.exporters.openvino_genai_check import genai_perf
 
     models, paths, _ = lm_exports
