@@ -114,3 +114,63 @@ def _import_genai():
                           "openvino-genai openvino-tokenizers (the release of your openvino)") \
             from None
     return openvino_genai, ov
+
+
+def edgekd_perf(folder, prompt_ids, new_tokens: int, threads: int = 1, *,
+                precision: str = "fp32", runs: int = 3) -> dict:
+    """The same measurement through edgekd's own Generator and greedy loop (what the runner's
+    generate scenario times): one warm-up, then the means of `runs` runs' TTFT and TPOT."""
+    from edgekd.benchmarks import runtimes
+
+    generator, _ = runtimes.open_generator(str(Path(folder) / "openvino_model.xml"),
+                                           precision=precision, threads=threads, fmt="openvino")
+    runtimes.greedy(generator, prompt_ids, new_tokens)
+    results = [runtimes.greedy(generator, prompt_ids, new_tokens) for _ in range(max(1, runs))]
+    return {"ttft_ms": float(np.mean([r.ttft_ms for r in results])),
+            "tpot_ms": float(np.mean([np.mean(r.step_ms) for r in results])),
+            "tokens": results[0].tokens}
+
+
+def main(argv=None) -> int:
+    """`python -m edgekd.exporters.openvino_genai_check EXPORT_FOLDER`: TTFT and TPOT of the
+    same IR and prompt through openvino-genai and through edgekd, side by side."""
+    import argparse
+    import json
+
+    from edgekd.benchmarks.generation import load_prompts
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("folder", help="an OpenVINO causal-LM export folder (openvino_model.xml, inputs.npz)")
+    p.add_argument("--prompt-length", type=int, default=64)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args(argv)
+    folder = Path(args.folder)
+    export = json.loads((folder / "export.json").read_text()) if (folder / "export.json").is_file() else {}
+    precision = export.get("precision", "fp32")
+    try:
+        prompt = load_prompts(str(folder / "inputs.npz"), [args.prompt_length])[args.prompt_length][0]
+    except (OSError, ValueError) as exc:
+        raise EdgekdError(f"{folder}: no prompt of {args.prompt_length} tokens ({exc})") from None
+    genai = genai_perf(folder, prompt, args.new_tokens, args.threads, precision=precision, runs=args.runs)
+    ours = edgekd_perf(folder, prompt, args.new_tokens, args.threads, precision=precision, runs=args.runs)
+    n = min(len(genai["tokens"]), len(ours["tokens"]))
+    same = float(np.mean(genai["tokens"][:n] == ours["tokens"][:n])) if n else 0.0
+    print(f"{folder.name}: prompt {args.prompt_length} tokens, {args.new_tokens} new, "
+          f"{args.threads} thread(s), {args.runs} runs")
+    for what in ("ttft_ms", "tpot_ms"):
+        print(f"  {what[:4].upper()}: openvino-genai {genai[what]:.2f} ms, edgekd {ours[what]:.2f} ms "
+              f"({ours[what] / genai[what] - 1:+.1%})")
+    print(f"  same greedy tokens: {same:.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main())
+    except EdgekdError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
