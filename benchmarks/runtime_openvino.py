@@ -110,7 +110,7 @@ class Generator:
         self._past = 0
 
     def prefill(self, ids: np.ndarray) -> np.ndarray:
-        """Start a new sequence with the prompt `ids` [n]; float32 logits [n, V] (every position)."""
+        """Start a new sequence with the prompt `ids` [n]; float32 logits [n, V] (all positions)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size == 0:
             raise ArtifactError("prefill needs at least one prompt token")

@@ -192,8 +192,8 @@ def _optimum_export(model_dir: Path, raw: Path) -> None:
         from optimum.exporters.openvino import main_export
         from optimum.intel.openvino.configuration import OVConfig
     except ImportError as exc:
-        raise EdgekdError(f"optimum-intel is not installed ({exc}); pip install 'edgekd[openvino]'") \
-            from None
+        raise EdgekdError(f"optimum-intel is not installed ({exc}); "
+                          "pip install 'edgekd[openvino]'") from None
     try:
         # dtype fp32 and no quantization config: optimum neither casts to f16 nor compresses
         # a model over 1B parameters to int8 on its own.

@@ -27,7 +27,8 @@ CONTEXT = 64
 # Exported through export_artifact (verified, bundled); the others by the exporter module alone.
 FULL_EXPORTS = {("llama", "fp32"), ("llama", "int4")}
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-PROMPTS = ("the", "cat sat on a mat while", "dogs ran far away from big red cars and small birds sang")
+PROMPTS = ("the", "cat sat on a mat while",
+           "dogs ran far away from big red cars and small birds sang")
 
 
 def train_briefly(folder: Path, steps: int = 60) -> Path:
@@ -217,7 +218,8 @@ def test_generator_runs_without_torch(lm_exports, tmp_path):
         "import numpy as np, runtimes\n"
         f"gen, _ = runtimes.open_generator({str(paths[('gpt2', 'fp32')])!r}, precision='fp32')\n"
         f"prompts = {json.dumps([p.tolist() for p in prompts(models['gpt2'])])}\n"
-        f"print(json.dumps([runtimes.greedy(gen, p, {NEW_TOKENS}).tokens.tolist() for p in prompts]))\n",
+        f"rows = [runtimes.greedy(gen, p, {NEW_TOKENS}).tokens.tolist() for p in prompts]\n"
+        "print(json.dumps(rows))\n",
         encoding="utf-8")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           cwd=tmp_path, timeout=120)
