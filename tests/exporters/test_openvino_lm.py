@@ -14,8 +14,6 @@ import pytest
 
 from tiny_lm import save_tiny_lm, sentence
 
-pytest.importorskip("openvino")
-pytest.importorskip("optimum.intel")
 
 KINDS = ("llama", "gpt2")
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
