@@ -22,8 +22,10 @@ channel) or int4 (blocks of 32). Activations are float tensors; the dynamic-rang
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import os
 import shutil
 import sys
 import tempfile
@@ -69,7 +71,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
     api = generative_api()
     model = _build_model(api, model_dir, config, seq_len)
     lengths = prefill_lengths(seq_len)
-    with tempfile.TemporaryDirectory(prefix="edgekd-tflite-lm-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="edgekd-tflite-lm-") as tmp, _quiet_converter():
         try:
             written = api.converter.convert_to_tflite(
                 model, output_path=tmp, output_name_prefix="model",
@@ -90,6 +92,26 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
         settings["group_size"] = INT4_GROUP_SIZE
     return {"artifact": ARTIFACT, "batch_size": 1, "input_names": list(task.INPUT_NAMES),
             "tools": tools, "settings": settings}
+
+
+# litert-torch prints a line per conversion step and the MLIR converter its own info lines:
+# edgekd's stage progress is the one display. (ai-edge-quantizer's progress bars read their
+# settings when tqdm is imported, so they still show.)
+_QUIET_ENV = {"LITERT_TORCH_SHOW_PROGRESS": "n", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@contextlib.contextmanager
+def _quiet_converter():
+    saved = {name: os.environ.get(name) for name in _QUIET_ENV}
+    os.environ.update(_QUIET_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def generative_api() -> types.SimpleNamespace:
