@@ -128,18 +128,23 @@ def load_batches(path: str, batch_size: int, seq_len: int | None, model_names: l
 
 def cpu_info() -> dict:
     """CPU model, logical cores and feature flags (from /proc/cpuinfo where it exists)."""
-    model, flags = platform.processor() or platform.machine(), []
+    model, flags, names = platform.processor() or platform.machine(), [], {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
                 key, value = key.strip().lower(), value.strip()
-                if key in ("model name", "hardware", "model") and value and model in ("", platform.machine()):
-                    model = value
+                if key in ("model name", "hardware", "model") and value:
+                    names.setdefault(key, value)
                 elif key in ("flags", "features") and not flags:
                     flags = value.split()
     except OSError:
         pass
+    # x86 has "model name" (and "model", a bare number); Arm boards "Hardware" or "Model".
+    for key in ("model name", "hardware", "model"):
+        if key in names and (key != "model" or not names[key].isdigit()):
+            model = names[key]
+            break
     return {"model": model, "cores": os.cpu_count(), "flags": flags, "machine": platform.machine()}
 
 
@@ -260,7 +265,7 @@ def benchmark_generation(args: argparse.Namespace) -> dict:
         "measure": {"min_iterations": args.min_iterations, "min_time_s": args.min_time,
                     "time_s": window_s, "per": "generation per prompt length"},
         "latency_ms": stats.summarize(tpot), "samples_ms": tpot,
-        "throughput_per_s": 1000.0 / float(np.mean(tpot)),
+        "throughput_per_s": 1000.0 / float(np.median(tpot)),      # decode tokens/s
         "peak_memory_mb": max(sampler.peak_bytes, memory.max_rss_bytes()) / 2**20,
         "peak_memory_window_mb": window_peak / 2**20,
         "energy_j": energy_j, "energy_method": meter.method if meter else "none",

@@ -54,9 +54,10 @@ def tpot(entry: Entry, stat: str = "p50") -> float | None:
 
 
 def decode_rate(entry: Entry) -> float | None:
-    """Decode tokens per second (1 / mean TPOT)."""
-    value = entry.get("throughput_per_s")
-    return float(value) if value else None
+    """Decode tokens per second: 1 / TPOT p50 (pooled over repeats and prompt lengths), so the
+    rate and the TPOT column agree."""
+    value = tpot(entry)
+    return 1000.0 / value if value else None
 
 
 def prefill_rate(entry: Entry, length: int | None = None) -> float | None:
@@ -155,7 +156,7 @@ def generation_note() -> str:
     """The table's footnote: what each column measures."""
     return ("TTFT: time to first token (prefill + first token) per prompt length; TPOT: time per "
             "output token (one decode step), pooled over the prompt lengths; decode tok/s = "
-            "1 / mean TPOT; perplexity (change against the PyTorch source's on the same texts); "
+            "1 / TPOT p50; perplexity (change against the PyTorch source's on the same texts); "
             "GFLOP/s: operations of one decode step (from the model's config) / "
             "TPOT p50; greedy agr.: greedy tokens equal to the PyTorch source's (for the "
             "PyTorch student: the teacher's). Energy is per generated token, with its method; "
