@@ -354,9 +354,11 @@ def export_inputs(tokenizer, data, recipe) -> dict:
     texts = [e.text for e in data.test]
     longest = max(recipe.bench.prompt_lengths)
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
-    long_enough = [ids[:longest] for ids in encoded if len(ids) >= longest]
-    prompts = long_enough or [max(encoded, key=len)[:longest]]
-    prompts = prompts[:recipe.distill.eval_prompts]
+    prompts = [ids[:longest] for ids in encoded if len(ids) >= longest][:recipe.distill.eval_prompts]
+    if not prompts:
+        raise EdgekdError(f"bench.prompt_lengths asks for prompts of {longest} tokens, but the "
+                          f"longest held-out text has {max(map(len, encoded), default=0)}: use "
+                          "shorter prompt lengths (or longer texts)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     ids, mask = pad_batch(prompts, pad, left=True)
     from edgekd.distillation.lm_eval import heldout_sets

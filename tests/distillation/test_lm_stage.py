@@ -196,11 +196,11 @@ def test_two_cpu_processes_match_one(tmp_path):
     assert m2["perplexity"] == pytest.approx(m1["perplexity"], rel=0.02)
 
 
-def test_edgekd_run_stops_after_distillation(finished_run, capsys):
+def test_edgekd_run_refuses_prompts_longer_than_every_held_out_text(finished_run, capsys):
     from edgekd.cli import main
 
-    args, run_dir, _, _ = finished_run
-    assert main(["run", args.recipe, "--out", str(run_dir)]) == 0
-    out = capsys.readouterr().out
-    assert "stopped after" in out and "perplexity" in out      # (rich wraps long lines)
-    assert not (run_dir / "export").exists() and not (run_dir / "report.json").exists()
+    args, run_dir, _, _ = finished_run      # the default prompt lengths 64 / 256: texts are shorter
+    assert main(["run", args.recipe, "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bench.prompt_lengths" in err[0] and "256 tokens" in err[0], err
+    assert not (run_dir / "exports").exists() and not (run_dir / "report.json").exists()
