@@ -84,6 +84,7 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
     tokenizer = load_tokenizer(teacher_source)
     chunks = shuffled_chunks(tokenizer, data, recipe)
     texts = chunks[:recipe.data.max_train_chunks] if recipe.data.max_train_chunks else chunks
+    used = len(texts)                       # training chunks; the rest only shape the vocabulary
     checkpoints = run_dir / "checkpoints" / "student"
     extra_texts = d.sequence_kd.prompts if d.sequence_kd else 0
     args = lm_training_arguments(checkpoints, d, max(1, -(-(len(texts) + extra_texts) // d.batch_size)))
@@ -104,14 +105,17 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
             from edgekd.distillation.lm_sequence_kd import sequence_kd_texts
 
             continuations, sequence_kd = sequence_kd_texts(
-                teacher_dir, chunks, len(texts), d.sequence_kd, run_dir / SEQUENCE_KD_FILE, log)
+                teacher_dir, chunks, used, d.sequence_kd, run_dir / SEQUENCE_KD_FILE, log)
         texts = texts + continuations
     with args.main_process_first(local=False, desc="student init"):
         teacher = task.load_model(str(teacher_dir), what="teacher").eval()
         t_tokenizer = load_tokenizer(str(teacher_dir))
         student_recipe, selection = with_chosen_layers(recipe, teacher, t_tokenizer, texts, log)
+        # The vocabulary is trimmed to the whole training split (the training texts first, so
+        # width pruning still calibrates on them): trimmed to the cached chunks alone, nearly
+        # every held-out chunk held a dropped token and its words were split into pieces.
         student, s_tokenizer, vocab_map, shape = initial_student(
-            student_recipe, task, teacher, t_tokenizer, data, texts, run_dir, log)
+            student_recipe, task, teacher, t_tokenizer, data, texts + chunks[used:], run_dir, log)
         del teacher
     with args.main_process_first(local=False, desc="teacher predictions"):
         started = time.perf_counter()
