@@ -89,19 +89,16 @@ class TeacherConfig:
 
 @dataclass
 class FromTeacherConfig:
-    """Which teacher layers the student copies: `layers` names them, or `keep` asks for that
-    many, chosen by `select` (causal LMs; `edgekd.distillation.lm_layers`): `block_influence`
-    keeps the layers that change the hidden state most (ShortGPT), `spread` spaces them evenly."""
+    """The teacher layers the student copies: `layers`, or `keep` that many chosen by `select`
+    (causal LMs, `edgekd.distillation.lm_layers`: block_influence = ShortGPT, spread = even)."""
     layers: list[int] | None = None
     keep: int | None = None
     select: str | None = None             # with keep: block_influence (default) | spread
     calibration_chunks: int = 16          # block_influence: training chunks the teacher scores
 
     def __post_init__(self):
-        if self.layers is not None and self.keep is not None:
-            raise ValueError("give student.from_teacher.layers or keep, not both")
-        if self.layers is None and self.keep is None:
-            raise ValueError("student.from_teacher needs layers (a list) or keep (a count)")
+        if (self.layers is None) == (self.keep is None):
+            raise ValueError("student.from_teacher needs layers (a list) or keep (a count), not both")
         if self.layers is not None:
             if not self.layers:
                 raise ValueError("from_teacher.layers must name at least one teacher layer")
@@ -111,14 +108,12 @@ class FromTeacherConfig:
                 raise ValueError("student.from_teacher.select chooses layers for keep; "
                                  "explicit layers need none")
             return
-        if self.keep < 1:
-            raise ValueError(f"student.from_teacher.keep must be >= 1, got {self.keep}")
+        if self.keep < 1 or self.calibration_chunks < 1:
+            raise ValueError("student.from_teacher: keep and calibration_chunks must be >= 1")
         self.select = self.select or "block_influence"
         if self.select not in LAYER_SELECTIONS:
             raise ValueError(f"student.from_teacher.select must be one of "
                              f"{', '.join(LAYER_SELECTIONS)} (got '{self.select}')")
-        if self.calibration_chunks < 1:
-            raise ValueError("student.from_teacher.calibration_chunks must be >= 1")
 
     @property
     def count(self) -> int:

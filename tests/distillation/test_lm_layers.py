@@ -91,10 +91,10 @@ def test_an_impossible_keep_is_a_one_line_error(teacher_dir, keep):
 
 @pytest.mark.parametrize("section, message", [
     ({"layers": [0, 1], "keep": 2}, "not both"),
-    ({"keep": 0}, "keep must be >= 1"),
+    ({"keep": 0}, "keep and calibration_chunks must be >= 1"),
     ({"keep": 3, "select": "random"}, "select must be one of"),
     ({"layers": [0, 1], "select": "spread"}, "explicit layers need none"),
-    ({}, "needs layers"),
+    ({}, "needs layers .a list. or keep"),
 ])
 def test_bad_from_teacher_sections_are_recipe_errors(tmp_path, section, message):
     from edgekd.recipe import load_recipe
