@@ -70,12 +70,16 @@ def encoder_layers_path(model) -> str:
 
 def check_student_config(cfg: StudentConfig, teacher_config) -> None:
     """Reject layer indices out of range before any work starts."""
-    if cfg.from_teacher is not None:
+    if cfg.from_teacher is not None and cfg.from_teacher.layers is not None:
         n = teacher_config.num_hidden_layers
         bad = [i for i in cfg.from_teacher.layers if i >= n]
         if bad:
             raise EdgekdError(f"student.from_teacher.layers: layer {bad[0]} is out of range "
                               f"(the teacher has {n} layers: 0..{n - 1})")
+    elif cfg.from_teacher is not None:
+        from edgekd.distillation.lm_layers import check_keep
+
+        check_keep(cfg.from_teacher.keep, teacher_config.num_hidden_layers)
     if cfg.config is not None:
         unknown = [k for k in cfg.config if not hasattr(teacher_config, k)]
         if unknown:
@@ -92,7 +96,7 @@ def student_model_config(cfg: StudentConfig, teacher_config):
         for key, value in cfg.config.items():
             setattr(config, key, value)
     elif cfg.from_teacher is not None:
-        config.num_hidden_layers = len(cfg.from_teacher.layers)
+        config.num_hidden_layers = cfg.from_teacher.count
     return config
 
 
@@ -165,6 +169,9 @@ def build_student(cfg: StudentConfig, teacher, labels: list[str], task=None):
         torch.manual_seed(0)
         return model_cls(config)
     layers = cfg.from_teacher.layers
+    if layers is None:      # `keep`: the causal-LM stage chooses them (lm_layers) and fills them in
+        raise EdgekdError("student.from_teacher.keep chooses layers for causal-LM students only; "
+                          "name the layers with student.from_teacher.layers")
     config.num_hidden_layers = len(layers)
     student = type(teacher)(config)
     copy_teacher_weights(teacher, student, layers)

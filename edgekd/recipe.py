@@ -25,6 +25,8 @@ DEFAULT_RECIPE = "bbc-news"
 # The token-level losses of edgekd/distillation/lm_losses.py (DIVERGENCES; that module imports
 # torch, so the names are repeated here and a test keeps the two equal).
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl")
+# How `student.from_teacher.keep` chooses layers (edgekd/distillation/lm_layers.py).
+LAYER_SELECTIONS = ("block_influence", "spread")
 
 
 def _default_formats() -> list[str]:
@@ -87,13 +89,36 @@ class TeacherConfig:
 
 @dataclass
 class FromTeacherConfig:
-    layers: list[int]
+    """The teacher layers the student copies: `layers`, or `keep` that many chosen by `select`
+    (causal LMs, `edgekd.distillation.lm_layers`: block_influence = ShortGPT, spread = even)."""
+    layers: list[int] | None = None
+    keep: int | None = None
+    select: str | None = None             # with keep: block_influence (default) | spread
+    calibration_chunks: int = 16          # block_influence: training chunks the teacher scores
 
     def __post_init__(self):
-        if not self.layers:
-            raise ValueError("from_teacher.layers must name at least one teacher layer")
-        if len(set(self.layers)) != len(self.layers) or any(i < 0 for i in self.layers):
-            raise ValueError("from_teacher.layers must be distinct, non-negative layer indices")
+        if (self.layers is None) == (self.keep is None):
+            raise ValueError("student.from_teacher needs layers (a list) or keep (a count), not both")
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("from_teacher.layers must name at least one teacher layer")
+            if len(set(self.layers)) != len(self.layers) or any(i < 0 for i in self.layers):
+                raise ValueError("from_teacher.layers must be distinct, non-negative layer indices")
+            if self.select is not None:
+                raise ValueError("student.from_teacher.select chooses layers for keep; "
+                                 "explicit layers need none")
+            return
+        if self.keep < 1 or self.calibration_chunks < 1:
+            raise ValueError("student.from_teacher: keep and calibration_chunks must be >= 1")
+        self.select = self.select or "block_influence"
+        if self.select not in LAYER_SELECTIONS:
+            raise ValueError(f"student.from_teacher.select must be one of "
+                             f"{', '.join(LAYER_SELECTIONS)} (got '{self.select}')")
+
+    @property
+    def count(self) -> int:
+        """How many teacher layers the student gets."""
+        return len(self.layers) if self.layers is not None else self.keep
 
 
 @dataclass
@@ -146,6 +171,20 @@ class StudentConfig:
 
 
 @dataclass
+class SequenceKDConfig:
+    """Sequence-level KD (Kim & Rush 2016): the teacher's greedy continuations of `prompts`
+    prompts (the first `prompt_tokens` tokens of training-text chunks) by `new_tokens` tokens,
+    added to the training text (edgekd/distillation/lm_sequence_kd.py)."""
+    prompts: int = 128
+    new_tokens: int = 64
+    prompt_tokens: int = 32
+
+    def __post_init__(self):
+        if self.prompts < 1 or self.new_tokens < 1 or self.prompt_tokens < 1:
+            raise ValueError("distill.sequence_kd: prompts, new_tokens and prompt_tokens must be >= 1")
+
+
+@dataclass
 class DistillConfig:
     temperature: float = 4.0
     alpha: float = 0.7
@@ -164,6 +203,7 @@ class DistillConfig:
     top_k: int = 32               # teacher log-probs cached per position (sparse KD)
     eval_texts: int = 64          # held-out chunks scored for perplexity / agreement
     eval_prompts: int = 16        # held-out prompts whose greedy continuations are compared
+    sequence_kd: SequenceKDConfig | None = None   # add the teacher's continuations (off: null)
 
     def __post_init__(self):
         if self.kd not in KD_KINDS:

@@ -26,14 +26,42 @@ from edgekd.recipe import Recipe
 
 METRICS_FILE = "metrics.json"
 CACHE_DIR = Path("cache") / "lm-topk"
+SEQUENCE_KD_FILE = Path("cache") / "sequence-kd.jsonl"
+
+
+def shuffled_chunks(tokenizer, data: TaskData, recipe: Recipe) -> list[str]:
+    """The training split cut into chunks of data.max_length tokens, shuffled with the seed."""
+    chunks = chunk_texts(tokenizer, [e.text for e in data.train], recipe.data.max_length)
+    random.Random(recipe.distill.seed).shuffle(chunks)
+    return chunks
 
 
 def training_chunks(tokenizer, data: TaskData, recipe: Recipe) -> list[str]:
-    """The training split cut into chunks of data.max_length tokens, shuffled with the seed and
-    capped at data.max_train_chunks."""
-    chunks = chunk_texts(tokenizer, [e.text for e in data.train], recipe.data.max_length)
-    random.Random(recipe.distill.seed).shuffle(chunks)
+    """`shuffled_chunks` capped at data.max_train_chunks."""
+    chunks = shuffled_chunks(tokenizer, data, recipe)
     return chunks[:recipe.data.max_train_chunks] if recipe.data.max_train_chunks else chunks
+
+
+def with_chosen_layers(recipe: Recipe, teacher, tokenizer, texts: list[str], log=print):
+    """(recipe whose student.from_teacher names its layers, the selection record or None): a
+    `keep` is resolved on the teacher (`lm_layers.choose_layers`), explicit layers pass through."""
+    import dataclasses
+
+    from edgekd.distillation.lm_layers import choose_layers
+    from edgekd.recipe import FromTeacherConfig
+
+    cfg = recipe.student.from_teacher
+    if cfg is None or cfg.layers is not None:
+        return recipe, None
+    started = time.perf_counter()
+    selection = choose_layers(cfg, teacher, tokenizer, texts, recipe.data.max_length)
+    selection["time_s"] = round(time.perf_counter() - started, 2)
+    influence = selection.get("block_influence")
+    log(f"student: keeps teacher layers {selection['layers']} ({selection['select']}"
+        + (f", BI {min(influence):.3f}..{max(influence):.3f} on {selection['calibration_tokens']:,} "
+           f"tokens" if influence else "") + ")")
+    student = dataclasses.replace(recipe.student, from_teacher=FromTeacherConfig(layers=selection["layers"]))
+    return dataclasses.replace(recipe, student=student), selection
 
 
 def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source: str, log=print):
@@ -54,9 +82,12 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
     teacher_dir, student_dir = run_dir / "teacher", run_dir / "student"
     torch.manual_seed(d.seed)
     tokenizer = load_tokenizer(teacher_source)
-    texts = training_chunks(tokenizer, data, recipe)
+    chunks = shuffled_chunks(tokenizer, data, recipe)
+    texts = chunks[:recipe.data.max_train_chunks] if recipe.data.max_train_chunks else chunks
+    used = len(texts)                       # training chunks; the rest only shape the vocabulary
     checkpoints = run_dir / "checkpoints" / "student"
-    args = lm_training_arguments(checkpoints, d, max(1, -(-len(texts) // d.batch_size)))
+    extra_texts = d.sequence_kd.prompts if d.sequence_kd else 0
+    args = lm_training_arguments(checkpoints, d, max(1, -(-(len(texts) + extra_texts) // d.batch_size)))
     skipped = []
     with args.main_process_first(local=False, desc="teacher"):
         if is_complete(teacher_dir):
@@ -68,10 +99,23 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
         log("student: already complete, skipped")
         return DistillResult(teacher_dir, student_dir, read_json(teacher_dir / METRICS_FILE),
                              read_json(student_dir / METRICS_FILE), skipped + ["student"])
+    sequence_kd = None
+    if d.sequence_kd is not None:
+        with args.main_process_first(local=False, desc="sequence-level KD"):
+            from edgekd.distillation.lm_sequence_kd import sequence_kd_texts
+
+            continuations, sequence_kd = sequence_kd_texts(
+                teacher_dir, chunks, used, d.sequence_kd, run_dir / SEQUENCE_KD_FILE, log)
+        texts = texts + continuations
     with args.main_process_first(local=False, desc="student init"):
         teacher = task.load_model(str(teacher_dir), what="teacher").eval()
+        t_tokenizer = load_tokenizer(str(teacher_dir))
+        student_recipe, selection = with_chosen_layers(recipe, teacher, t_tokenizer, texts, log)
+        # The vocabulary is trimmed to the whole training split (the training texts first, so
+        # width pruning still calibrates on them): trimmed to the cached chunks alone, nearly
+        # every held-out chunk held a dropped token and its words were split into pieces.
         student, s_tokenizer, vocab_map, shape = initial_student(
-            recipe, task, teacher, load_tokenizer(str(teacher_dir)), data, texts, run_dir, log)
+            student_recipe, task, teacher, t_tokenizer, data, texts + chunks[used:], run_dir, log)
         del teacher
     with args.main_process_first(local=False, desc="teacher predictions"):
         started = time.perf_counter()
@@ -99,7 +143,9 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
                  **_logged_losses(trainer),
                  "distill": {"kd": d.kd, "alpha": d.alpha, "temperature": d.temperature,
                              "beta": d.beta, "skew": d.skew, "top_k": d.top_k},
-                 **({"shrink": shape} if shape else {})}
+                 **({"shrink": shape} if shape else {}),
+                 **({"layer_selection": selection} if selection else {}),
+                 **({"sequence_kd": sequence_kd} if sequence_kd else {})}
         save_student(trainer.model, s_tokenizer, vocab_map, teacher_dir, student_dir, extra, log)
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     with args.main_process_first(local=False, desc="student save"):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from edgekd.distillation import lm_cache
-from edgekd.distillation.lm_cache import (TopKShardDataset, build_sequence_kd, build_topk_cache,
-                                          collate_topk, read_sequence_kd, split_decoded,
+from edgekd.distillation.lm_cache import (TopKShardDataset, build_topk_cache, collate_topk,
                                           tokenizer_hash)
+from edgekd.distillation.lm_sequence_kd import build_sequence_kd, read_sequence_kd, split_decoded
 from edgekd.distillation.lm_losses import SparseTeacher, forward_kl, lm_distill_loss
 from edgekd.errors import EdgekdError
 
