@@ -34,9 +34,10 @@ device-venv:
 demo: setup
 	$(VENV)/bin/edgekd run
 
-# A student LLM distilled from SmolLM2-135M on BBC News (distillation only for now).
+# A student LLM distilled from SmolLM2-135M on BBC News, exported with its KV cache to ONNX,
+# OpenVINO and TFLite, benchmarked generating against the teacher.
 demo-llm: setup
-	$(VENV)/bin/edgekd distill smollm2-bbc
+	$(VENV)/bin/edgekd run smollm2-bbc
 
 test: setup system-deps device-venv
 	$(PY) -m pytest -q -rs --durations=10
