@@ -28,8 +28,11 @@ GENERATED_EXAMPLES = 8
 # and the perplexity on held-out text (MAX_PERPLEXITY_INCREASE over the source's) decides; a
 # recipe may set both for the quantized precisions (export.min_token_agreement,
 # export.max_perplexity_increase).
-MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.99, "bf16": 0.90, "int8-dynamic": 0.50,
-                 "int8-static": 0.50, "int4": 0.0}     # int4: perplexity alone decides
+# Quantized weights: the rate is reported and the perplexity decides (measured on a 20-layer
+# SmolLM2 student: OpenVINO int8 weights +0.4 % perplexity at 48 % greedy agreement; ONNX's
+# dynamic int8, activations quantized too, +50 % perplexity at 34 %).
+MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.99, "bf16": 0.90, "int8-dynamic": 0.0,
+                 "int8-static": 0.0, "int4": 0.0}
 MAX_PERPLEXITY_INCREASE = {"fp32": 0.01, "fp16": 0.02, "bf16": 0.05, "int8-dynamic": 0.10,
                            "int8-static": 0.10, "int4": 0.25}
 QUANTIZED = ("int8-dynamic", "int8-static", "int4")
