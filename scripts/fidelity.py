@@ -102,6 +102,9 @@ def benchmark_app_p50(xml: Path, threads: int, seq_len: int, seconds: float) -> 
     tool = Path(sys.executable).parent / "benchmark_app"
     argv = [str(tool), "-m", str(xml), "-d", "CPU", "-api", "sync", "-hint", "none",
             "-nstreams", "1", "-nireq", "1", "-nthreads", str(threads), "-shape", shape,
+            # the precision edgekd's adapter pins for fp32 (runtime_openvino.settings): without it
+            # benchmark_app lets the CPU plugin pick bf16 on AVX512-BF16 CPUs, another computation
+            "-infer_precision", "f32",
             "-i", ",".join(specs), "-t", str(max(1, int(seconds)))]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     match = re.search(r"Median:\s+([\d.]+)\s*ms", out.stdout)
