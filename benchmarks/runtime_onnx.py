@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from .runtimes import ArtifactError, first_line, import_runtime, named_feed
+    from .runtimes import StepGenerator, ArtifactError, first_line, import_runtime, named_feed
 except ImportError:  # copied alone onto a device
-    from runtimes import ArtifactError, first_line, import_runtime, named_feed
+    from runtimes import StepGenerator, ArtifactError, first_line, import_runtime, named_feed
 
 FORMAT = "onnx"
 SUFFIXES = (".onnx",)
@@ -63,7 +63,7 @@ class Adapter:
         return np.asarray(raw[0], dtype=np.float32)
 
 
-class Generator:
+class Generator(StepGenerator):
     """Greedy decoding of a decoder exported by optimum with `text-generation-with-past`: one
     graph that takes `past_key_values.*` ([1, kv_heads, past, head_dim]) and returns
     `present.*` (the cache with the new positions appended). The prompt runs against an empty
@@ -109,18 +109,6 @@ class Generator:
         """Forget the sequence: the next call starts from an empty KV cache."""
         self._past = [self._empty] * len(self._cache)
         self._length = 0
-
-    def prefill(self, ids: np.ndarray) -> np.ndarray:
-        """Start a new sequence with the prompt `ids` (int64 [n]); float32 logits [n, V]."""
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if ids.size == 0:
-            raise ArtifactError("prefill needs at least one prompt token")
-        self.reset()
-        return self._step(ids)
-
-    def decode(self, token: int) -> np.ndarray:
-        """Append `token` at the next position; float32 logits [V] for the token after it."""
-        return self._step(np.array([int(token)], dtype=np.int64))[-1]
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
         n = len(ids)

@@ -18,9 +18,9 @@ import os
 import numpy as np
 
 try:
-    from .runtimes import ArtifactError, first_line, import_runtime, named_feed
+    from .runtimes import StepGenerator, ArtifactError, first_line, import_runtime, named_feed
 except ImportError:  # copied alone onto a device
-    from runtimes import ArtifactError, first_line, import_runtime, named_feed
+    from runtimes import StepGenerator, ArtifactError, first_line, import_runtime, named_feed
 
 FORMAT = "openvino"
 SUFFIXES = (".xml",)
@@ -82,7 +82,7 @@ class Adapter:
         return np.array(raw[self._output], dtype=np.float32)    # a copy: the next call reuses it
 
 
-class Generator:
+class Generator(StepGenerator):
     """Greedy generation from a stateful causal-LM IR, batch 1: the KV cache lives in the
     infer request's state between calls (see runtimes.py for the protocol)."""
     runtime = "openvino"
@@ -110,18 +110,6 @@ class Generator:
         """Forget the sequence: empty the KV cache."""
         self.request.reset_state()
         self._past = 0
-
-    def prefill(self, ids: np.ndarray) -> np.ndarray:
-        """Start a new sequence with the prompt `ids` [n]; float32 logits [n, V] (all positions)."""
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if ids.size == 0:
-            raise ArtifactError("prefill needs at least one prompt token")
-        self.reset()
-        return self._step(ids)
-
-    def decode(self, token: int) -> np.ndarray:
-        """Append `token` at the next position; float32 logits [V] for the token after it."""
-        return self._step(np.array([int(token)], dtype=np.int64))[-1]
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
         total = self._past + len(ids)

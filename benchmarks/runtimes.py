@@ -151,6 +151,23 @@ def fill_defaults(batch: dict, names, rows_like: str = "input_ids") -> dict:
 # reproduce its tokens exactly.
 
 
+class StepGenerator:
+    """The prefill/decode half of a Generator that runs both through one `_step(ids) -> logits
+    [n, V]` over its own KV cache (ONNX, OpenVINO); a subclass defines `reset` and `_step`."""
+
+    def prefill(self, ids: np.ndarray) -> np.ndarray:
+        """Start a new sequence with the prompt `ids` (int64 [n]); float32 logits [n, V]."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise ArtifactError("prefill needs at least one prompt token")
+        self.reset()
+        return self._step(ids)
+
+    def decode(self, token: int) -> np.ndarray:
+        """Append `token` at the next position; float32 logits [V] for the token after it."""
+        return self._step(np.array([int(token)], dtype=np.int64))[-1]
+
+
 class Greedy:
     """One greedy generation: the new tokens, time to first token, and each later step's time."""
 
