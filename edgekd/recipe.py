@@ -102,6 +102,26 @@ class SequenceKDConfig:
 
 
 @dataclass
+class OnPolicyConfig:
+    """GKD's on-policy steps (Agarwal et al. 2024): a `fraction` (lambda) of the training steps
+    train on the student's own continuations (`new_tokens` tokens sampled at
+    `sample_temperature` after the first `prompt_tokens` tokens of each chunk), scored by the
+    live teacher (edgekd/distillation/lm_on_policy.py)."""
+    fraction: float = 0.5
+    prompt_tokens: int = 32
+    new_tokens: int = 32
+    sample_temperature: float = 1.0
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1:
+            raise ValueError("distill.on_policy.fraction (GKD's lambda) must be in (0, 1]")
+        if self.prompt_tokens < 1 or self.new_tokens < 1:
+            raise ValueError("distill.on_policy: prompt_tokens and new_tokens must be >= 1")
+        if self.sample_temperature <= 0:
+            raise ValueError("distill.on_policy.sample_temperature must be > 0")
+
+
+@dataclass
 class DistillConfig:
     temperature: float = 4.0
     alpha: float = 0.7
@@ -121,6 +141,7 @@ class DistillConfig:
     eval_texts: int = 64          # held-out chunks scored for perplexity / agreement
     eval_prompts: int = 16        # held-out prompts whose greedy continuations are compared
     sequence_kd: SequenceKDConfig | None = None   # add the teacher's continuations (off: null)
+    on_policy: OnPolicyConfig | None = None       # GKD's on-policy steps (off: null)
 
     def __post_init__(self):
         if self.kd not in KD_KINDS:

@@ -236,6 +236,12 @@ def next_token_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor)
                            ignore_index=IGNORE_INDEX)
 
 
+def divergence_options(kind: str, beta: float, skew: float) -> dict:
+    """The keyword arguments DIVERGENCES[kind] takes beyond the temperature."""
+    return {"jsd": {"beta": beta}, "skew_kl": {"skew": skew},
+            "skew_reverse_kl": {"skew": skew}}.get(kind, {})
+
+
 def lm_distill_loss(student_logits: torch.Tensor, teacher, labels: torch.Tensor, *,
                     kind: str = "forward_kl", alpha: float = 0.5, temperature: float = 1.0,
                     beta: float = 0.5, skew: float = 0.1) -> torch.Tensor:
@@ -254,10 +260,8 @@ def lm_distill_loss(student_logits: torch.Tensor, teacher, labels: torch.Tensor,
         raise EdgekdError(f"alpha must be in [0, 1], got {alpha}")
     mask = labels[:, 1:] != IGNORE_INDEX
     shifted_teacher = teacher.shifted() if isinstance(teacher, SparseTeacher) else teacher[:, :-1]
-    extra = {"jsd": {"beta": beta}, "skew_kl": {"skew": skew},
-             "skew_reverse_kl": {"skew": skew}}.get(kind, {})
     soft = DIVERGENCES[kind](student_logits[:, :-1], shifted_teacher, mask,
-                             temperature=temperature, **extra)
+                             temperature=temperature, **divergence_options(kind, beta, skew))
     if alpha >= 1.0:
         return soft
     return alpha * soft + (1.0 - alpha) * next_token_cross_entropy(student_logits, labels)

@@ -15,6 +15,7 @@ the others then find them complete; all train together; only the main process sa
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import time
@@ -45,7 +46,6 @@ def training_chunks(tokenizer, data: TaskData, recipe: Recipe) -> list[str]:
 def with_chosen_layers(recipe: Recipe, teacher, tokenizer, texts: list[str], log=print):
     """(recipe whose student.from_teacher names its layers, the selection record or None): a
     `keep` is resolved on the teacher (`lm_layers.choose_layers`), explicit layers pass through."""
-    import dataclasses
 
     from edgekd.distillation.lm_layers import choose_layers
     from edgekd.recipe import FromTeacherConfig
@@ -127,11 +127,19 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
     reverse = teacher_to_student(vocab_map, teacher_vocab_size(teacher_dir)) if vocab_map is not None else None
     dataset = CachedTopKDataset(run_dir / CACHE_DIR, reverse)
     pad = s_tokenizer.pad_token_id if s_tokenizer.pad_token_id is not None else (s_tokenizer.eos_token_id or 0)
+    on_policy = None
+    if d.on_policy is not None:
+        from edgekd.distillation.lm_on_policy import OnPolicy
+
+        # GKD's on-policy steps score the student's samples with the live teacher
+        on_policy = OnPolicy(task.load_model(str(teacher_dir), what="teacher"), d.on_policy, d,
+                             vocab_map)
     trainer = LMDistillationTrainer(model=student, args=args, train_dataset=dataset,
                                     data_collator=lambda rows: collate(rows, pad), distill=d,
-                                    cache_temperature=dataset.temperature)
-    log(f"student: distilling ({student.config.num_hidden_layers} layers, {d.kd}, alpha {d.alpha}) "
-        f"on {len(dataset)} chunks for {d.epochs:g} epochs, {args.world_size} process(es)")
+                                    cache_temperature=dataset.temperature, on_policy=on_policy)
+    log(f"student: distilling ({student.config.num_hidden_layers} layers, {d.kd}, alpha {d.alpha}"
+        + (f", on-policy lambda {d.on_policy.fraction}" if on_policy else "")
+        + f") on {len(dataset)} chunks for {d.epochs:g} epochs, {args.world_size} process(es)")
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints))
     train_time = time.perf_counter() - start
@@ -143,6 +151,9 @@ def run_lm_distill(recipe: Recipe, data: TaskData, run_dir: Path, teacher_source
                  **_logged_losses(trainer),
                  "distill": {"kd": d.kd, "alpha": d.alpha, "temperature": d.temperature,
                              "beta": d.beta, "skew": d.skew, "top_k": d.top_k},
+                 **({"on_policy": {**dataclasses.asdict(d.on_policy),
+                                   "steps": trainer.on_policy_steps,
+                                   "teacher_calls": on_policy.teacher_calls}} if on_policy else {}),
                  **({"shrink": shape} if shape else {}),
                  **({"layer_selection": selection} if selection else {}),
                  **({"sequence_kd": sequence_kd} if sequence_kd else {})}

@@ -3,7 +3,9 @@
 Only the loss is overridden (`lm_losses.lm_distill_loss`), so the Trainer's schedule,
 checkpoints (resume), logging and multi-process training (`torchrun` / `accelerate launch`,
 gloo on CPU) work unchanged. The teacher never runs in the loop: every batch carries its
-top-k log-probabilities from the cache.
+top-k log-probabilities from the cache. The one exception is opt-in: with
+`distill.on_policy`, a share of the steps are GKD's on-policy steps (`lm_on_policy`), where the
+student samples continuations and the live teacher scores them.
 """
 
 from __future__ import annotations
@@ -53,10 +55,13 @@ class LMDistillationTrainer(Trainer):
     """A `Trainer` whose loss is `lm_distill_loss` (recipe `distill.kd`, alpha, temperature,
     beta, skew) of the student against the cached sparse teacher."""
 
-    def __init__(self, *args, distill: DistillConfig, cache_temperature: float, **kwargs):
+    def __init__(self, *args, distill: DistillConfig, cache_temperature: float, on_policy=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.distill = distill
         self.cache_temperature = cache_temperature
+        self.on_policy = on_policy           # lm_on_policy.OnPolicy, or None (off-policy only)
+        self.on_policy_steps = 0
         # Our loss is already a per-token mean: no rescaling by the Trainer for token counts.
         self.model_accepts_loss_kwargs = False
 
@@ -64,6 +69,15 @@ class LMDistillationTrainer(Trainer):
         from edgekd.distillation.lm_losses import SparseTeacher, lm_distill_loss
 
         d = self.distill
+        step = self.state.global_step
+        if self.on_policy is not None and model.training and self.on_policy.wants(step):
+            loss = self.on_policy.loss(model, inputs, step, sampler=self.accelerator.unwrap_model(model))
+            if loss is None:
+                # no row with a full prompt: a zero loss, so that every process of a DDP group
+                # still runs one forward and backward pass (and none waits in an all-reduce)
+                loss = model(input_ids=inputs["input_ids"][:, :1]).logits.sum() * 0.0
+            self.on_policy_steps += 1
+            return (loss, None) if return_outputs else loss
         labels = inputs.pop("labels")
         teacher = SparseTeacher(inputs.pop("teacher_indices"), inputs.pop("teacher_log_probs"),
                                 self.cache_temperature)
