@@ -69,6 +69,7 @@ class ExportRecord(_Record):
     export_time_s: Optional[float] = None
     seq_len: Optional[int] = None
     batch_size: Optional[int] = None        # None: dynamic batch
+    options: dict = field(default_factory=dict)   # exporter options asked for (int4_group_size)
     input_names: list = field(default_factory=list)
     tools: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)

@@ -162,6 +162,15 @@ class DistillConfig:
             raise ValueError("epochs, batch_size and learning_rate must be positive")
 
 
+def check_int4_group_size(value, what: str) -> None:
+    """ValueError unless `value` is None, -1 (per output channel) or a power of two >= 8."""
+    if value is None or value == -1:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 8 or value & (value - 1):
+        raise ValueError(f"{what} must be a power of two >= 8 (weights per scale) or -1 (one "
+                         f"scale per output channel), got {value!r}")
+
+
 @dataclass
 class ExportConfig:
     formats: list[str] = field(default_factory=_default_formats)          # exporters found
@@ -171,9 +180,14 @@ class ExportConfig:
     # the PyTorch source's, and how much higher the perplexity may be (defaults: the task's).
     min_token_agreement: float | None = None
     max_perplexity_increase: float | None = None
+    # int4 weights: the group (block) size of one scale, or -1 for one per output channel;
+    # null: each format's default (OpenVINO 128, halved until it divides the widths; TFLite 32).
+    int4_group_size: int | None = None
 
     def __post_init__(self):
         from edgekd.exporters import available_formats, get_exporter
+
+        check_int4_group_size(self.int4_group_size, "export.int4_group_size")
 
         if self.calibration_samples < 1:
             raise ValueError("calibration_samples must be >= 1")
@@ -193,6 +207,13 @@ class ExportConfig:
                 raise ValueError(f"export.precisions[{i}]: no format of "
                                  f"{', '.join(self.formats) or '(none)'} exports '{precision}' "
                                  f"(they export: {', '.join(sorted(exportable))})")
+
+    def options(self, precision: str) -> dict:
+        """The exporter options this section sets for `precision` (what export.json records as
+        `options`: a rerun with other options exports anew)."""
+        if precision == "int4" and self.int4_group_size is not None:
+            return {"int4_group_size": self.int4_group_size}
+        return {}
 
     def jobs(self, task=None) -> list[tuple[str, str]]:
         """(format, precision) of every pair asked for that the format can export for `task`

@@ -92,7 +92,8 @@ def export_stage(recipe, data, run_dir: Path) -> list[dict]:
                 limits = task.thresholds(precision, recipe.export) if hasattr(task, "thresholds") else None
                 record = export_artifact(run_dir / role, fmt, precision, out_dir, role=role,
                                          seq_len=export_seq_len(recipe), task=task,
-                                         references=references, limits=limits, **inputs[role])
+                                         references=references, limits=limits,
+                                         options=recipe.export.options(precision), **inputs[role])
             except EdgekdError as exc:
                 # The run goes on; the failure is recorded where the report will find it.
                 record = failed_record(name, role, fmt, precision, str(exc))

@@ -4,7 +4,9 @@ A format is an exporter module here plus a runtime adapter `benchmarks/runtime_<
 (which loads and runs the artifact, for verification and benchmarks alike); a module is a
 format when both exist, so nothing lists them. An exporter module defines `FORMAT` (its own
 name), `PRECISIONS`, `runtime_missing()` and
-`export(model_dir, out_dir, precision, *, seq_len, calibration, task) -> dict`.
+`export(model_dir, out_dir, precision, *, seq_len, calibration, task, options=None) -> dict`
+(`options`: the recipe's per-precision exporter settings, e.g. `int4_group_size`; an exporter
+refuses one it cannot honour).
 
 `export_artifact` is what the pipeline and `edgekd export` call: refuse what cannot work,
 export into a staging folder, verify against PyTorch through the runtime adapter, write
@@ -83,14 +85,16 @@ def check_supported(fmt: str, precision: str, *, calibration: Any = None,
 def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str | None, seq_len: int,
                     eval_inputs: dict | None, eval_labels=None, calibration: dict | None = None,
                     threads: int = 1, task: ModuleType | None = None,
-                    references=None, limits: dict | None = None) -> dict:
+                    references=None, limits: dict | None = None,
+                    options: dict | None = None) -> dict:
     """Export `model_dir` as `fmt`/`precision` into `out_dir`, verified; returns export.json's
     contents. Status "failed" (folder kept for inspection) when the artifact does not run or
     misses its parity threshold; EdgekdError when the export itself is impossible or fails.
     `role` is "teacher", "student" or None (a model exported on its own: named "model-...").
     `references` (a `verify.ReferenceOutputs`) shares the PyTorch outputs between the exports
     of one source; verification runs at `threads`, like the benchmark. `limits` (a causal LM's
-    `task.thresholds`) overrides the precision's default parity and perplexity thresholds."""
+    `task.thresholds`) overrides the precision's default parity and perplexity thresholds.
+    `options` (`ExportConfig.options(precision)`) go to the exporter and into export.json."""
     from edgekd.data import save_inputs
     from edgekd.exporters import bundle, verify
     from edgekd.files import replace_dir_atomic, staging_dir, write_json_atomic
@@ -101,7 +105,8 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     model_dir = verify.check_model_dir(model_dir)
     out_dir = Path(out_dir)
     name = f"{role or 'model'}-{fmt}-{precision}"
-    done = completed_export(out_dir, model_dir, fmt, precision, seq_len)
+    options = dict(options or {})
+    done = completed_export(out_dir, model_dir, fmt, precision, seq_len, options)
     if done is not None:
         if bundle.needs_bundle(out_dir, model_dir):  # e.g. exported before bundles existed
             bundle.write_bundle(out_dir, model_dir, done)
@@ -115,7 +120,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     started = time.perf_counter()
     try:
         info = exporter.export(model_dir, stage, precision, seq_len=seq_len,
-                               calibration=calibration, task=task)
+                               calibration=calibration, task=task, options=options)
     except EdgekdError as exc:
         _remove(stage)
         message = str(exc)
@@ -140,7 +145,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
         status="failed" if checked["error"] else "ok", artifact=info["artifact"],
         source_model=str(model_dir.resolve()), source_fingerprint=source_fingerprint(model_dir),
         task=task.TASK, size_bytes=artifact_size(stage), export_time_s=round(export_time, 3),
-        seq_len=int(seq_len), batch_size=info.get("batch_size"),
+        seq_len=int(seq_len), batch_size=info.get("batch_size"), options=options,
         input_names=list(info["input_names"]), tools=info.get("tools", {}),
         settings=info.get("settings", {}), **checked).to_dict()
     # After size_bytes is measured: the bundle files are not part of the artifact's size.
@@ -161,10 +166,10 @@ def failed_record(name: str, role: str | None, fmt: str, precision: str, error: 
 
 
 def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
-                     seq_len: int) -> dict | None:
+                     seq_len: int, options: dict | None = None) -> dict | None:
     """The existing export.json when `out_dir` already holds an ok export of the same source
-    (same folder, unchanged files), format, precision and sequence length (so a rerun skips
-    it), else None."""
+    (same folder, unchanged files), format, precision, sequence length and exporter options (so
+    a rerun skips it), else None."""
     from edgekd.files import read_json
 
     path = Path(out_dir) / EXPORT_FILE
@@ -180,6 +185,7 @@ def completed_export(out_dir: Path, model_dir: Path, fmt: str, precision: str,
     # runtime_settings: it is redone rather than trusted.
     same = (record.get("status") == "ok" and record.get("runtime_settings") is not None and record.get("format") == fmt
             and record.get("precision") == precision and record.get("seq_len") == seq_len
+            and (record.get("options") or {}) == (options or {})
             and record.get("source_model") == str(Path(model_dir).resolve())
             and record.get("source_fingerprint") == source_fingerprint(model_dir))
     if same and (Path(out_dir) / str(record.get("artifact"))).is_file():

@@ -28,6 +28,7 @@ def export_command(args: argparse.Namespace) -> int:
     # Every check that needs no model comes first: nothing is converted, nothing written.
     check_output_dir(args.out, "--out")
     task = get_task(getattr(args, "task", None))
+    options = export_options(args)
     model_dir = check_model_dir(args.model_dir)
     for weights in sorted(model_dir.glob("*.safetensors")):
         check_safetensors(weights)
@@ -55,13 +56,30 @@ def export_command(args: argparse.Namespace) -> int:
                           "positions (--seq-len, or the recipe's data.max_length)")
     record = export_artifact(model_dir, args.format, args.precision, Path(args.out),
                              role=_role(model_dir), seq_len=seq_len, eval_inputs=eval_inputs,
-                             eval_labels=labels, calibration=calibration, task=task)
+                             eval_labels=labels, calibration=calibration, task=task,
+                             options=options)
     print_summary([record], Path(args.out))
     if record["status"] != "ok":
         print(f"edgekd export: {record['name']} failed verification: {record['error']} "
               f"(kept for inspection in {args.out})")
         return 1
     return 0
+
+
+def export_options(args: argparse.Namespace) -> dict:
+    """The exporter options of the command line (`--int4-group-size`), checked."""
+    from edgekd.recipe import check_int4_group_size
+
+    group = getattr(args, "int4_group_size", None)
+    if group is None:
+        return {}
+    if args.precision != "int4":
+        raise EdgekdError("--int4-group-size applies to --precision int4 only")
+    try:
+        check_int4_group_size(group, "--int4-group-size")
+    except ValueError as exc:
+        raise EdgekdError(str(exc)) from None
+    return {"int4_group_size": group}
 
 
 def _role(model_dir: Path) -> str | None:

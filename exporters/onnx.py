@@ -78,8 +78,9 @@ def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
 
 
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
-           calibration: dict[str, np.ndarray] | None, task) -> dict:
-    """Write `out_dir/model.onnx` for `precision`; return the exporter's part of export.json."""
+           calibration: dict[str, np.ndarray] | None, task, options: dict | None = None) -> dict:
+    """Write `out_dir/model.onnx` for `precision`; return the exporter's part of export.json.
+    (`options`: none apply, ONNX has no int4.)"""
     if getattr(task, "GENERATIVE", False):
         return export_lm(Path(model_dir), Path(out_dir), precision, seq_len=seq_len, task=task)
     if precision not in PRECISIONS:

@@ -68,12 +68,14 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
 
 
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
-           calibration: dict[str, np.ndarray] | None, task) -> dict:
-    """Write `out_dir/model.xml` + `model.bin` for `precision`; return export.json's part."""
+           calibration: dict[str, np.ndarray] | None, task, options: dict | None = None) -> dict:
+    """Write `out_dir/model.xml` + `model.bin` for `precision`; return export.json's part.
+    `options`: `int4_group_size` for a causal LM's int4 weights."""
     import openvino as ov
 
     if getattr(task, "GENERATIVE", False):
-        return _export_lm(Path(model_dir), Path(out_dir), precision, seq_len)
+        return _export_lm(Path(model_dir), Path(out_dir), precision, seq_len,
+                          (options or {}).get("int4_group_size"))
     if precision not in PRECISIONS:
         raise EdgekdError(f"openvino cannot export precision {precision}")
     model, names = _convert(Path(model_dir), seq_len, task)
@@ -147,9 +149,11 @@ def _quantize(model, names: list[str], calibration: dict[str, np.ndarray]):
     return quantized, n
 
 
-def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int) -> dict:
+def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int,
+               group_size: int | None = None) -> dict:
     """A stateful IR with a KV cache (optimum-intel), compressed for `precision`; only
-    openvino_model.xml + .bin are kept (the bundle adds the tokenizer and config)."""
+    openvino_model.xml + .bin are kept (the bundle adds the tokenizer and config). int4 groups
+    are `group_size` weights (which must divide the widths) or, unset, `int4_group_size`'s."""
     import tempfile
 
     import openvino as ov
@@ -157,20 +161,27 @@ def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int) -> 
     if precision not in LM_PRECISIONS:
         raise EdgekdError(f"openvino cannot export a causal LM in {precision} "
                           f"(supported: {', '.join(LM_PRECISIONS)})")
+    group = None
+    if precision == "int4":
+        widths = _weight_widths(model_dir)
+        group = int4_group_size(widths) if group_size is None else group_size
+        if group > 0 and any(w % group for w in widths):
+            raise EdgekdError(f"openvino int4: export.int4_group_size {group} does not divide the "
+                              f"weight widths {widths}; use a divisor of them, or -1 (per channel)")
     with tempfile.TemporaryDirectory(dir=out_dir, prefix="optimum-") as raw:
         _optimum_export(model_dir, Path(raw))
         model = ov.Core().read_model(str(Path(raw) / ARTIFACT))
         settings = {"kv_cache": "stateful", "context": int(seq_len),
                     "exporter": "optimum-intel text-generation-with-past"}
         if precision in ("int8-dynamic", "int4"):
-            group = int4_group_size(_weight_widths(model_dir)) if precision == "int4" else None
             model = _compress_lm_weights(model, precision, group)
             _set_kv_cache_precision(model, None)
             settings.update({"quantization": "nncf.compress_weights",
                              "mode": "int4_asym" if group else "int8_asym",
                              "kv_cache_precision": "CPU plugin default (u8 on x86)"})
             if group:
-                settings.update({"group_size": group, "requested_group_size": INT4_GROUP_SIZE,
+                settings.update({"group_size": group,
+                                 "requested_group_size": group_size or INT4_GROUP_SIZE,
                                  "ratio": 1.0, "backup_mode": "int8_asym (embeddings, lm head)"})
         else:
             _set_kv_cache_precision(model, "f32" if precision == "fp32" else "f16")

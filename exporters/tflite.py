@@ -48,13 +48,14 @@ def runtime_missing(precision: str | None = None) -> str | None:
 
 
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
-           calibration: dict[str, np.ndarray] | None, task) -> dict:
+           calibration: dict[str, np.ndarray] | None, task, options: dict | None = None) -> dict:
     """Convert the model in `model_dir` to `out_dir/model.tflite` at `precision` (fixed shape
     1 x `seq_len`) and return the export.json fields this format owns."""
     from edgekd.exporters import tflite_quant
 
     if getattr(task, "GENERATIVE", False):
-        return tflite_lm.export(model_dir, out_dir, precision, seq_len=seq_len, task=task)
+        return tflite_lm.export(model_dir, out_dir, precision, seq_len=seq_len, task=task,
+                                group_size=(options or {}).get("int4_group_size"))
     if precision not in PRECISIONS:
         raise EdgekdError(f"tflite: unknown precision '{precision}' (choose from "
                           f"{', '.join(PRECISIONS)})")

@@ -43,6 +43,8 @@ LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
 RECIPES = {"fp32": "none", "fp16": "fp16", "int8-dynamic": "dynamic_int8",
            "int4": "dynamic_int4_block32"}
 INT4_GROUP_SIZE = 32
+# the int4 block sizes litert-torch's converter has a recipe for
+INT4_RECIPES = {32: "dynamic_int4_block32", 128: "dynamic_int4_block128"}
 SUPPORTED_MODEL_TYPES = ("llama", "gpt2")
 # Prefill signatures: these lengths below the context, plus the context itself, so a prompt
 # runs in the smallest one that fits (a 64-token prompt does not pay for a full-context
@@ -56,18 +58,25 @@ def prefill_lengths(context: int) -> list[int]:
     return sorted({n for n in PREFILL_LENGTHS if n < context} | {context})
 
 
-def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task) -> dict:
+def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task,
+           group_size: int | None = None) -> dict:
     """Convert the causal LM in `model_dir` to `out_dir/model.tflite` with a KV cache of
     `seq_len` (the context: prompt + new tokens) entries; return the export.json fields.
     `input_names` are the task's (prompt ids and mask, what inputs.npz keeps for the runner):
-    the graph's own inputs (tokens, input_pos, the cache) belong to the Generator."""
+    the graph's own inputs (tokens, input_pos, the cache) belong to the Generator.
+    `group_size`: int4's block size (32 or 128; default INT4_GROUP_SIZE)."""
     if precision not in LM_PRECISIONS:
         raise EdgekdError(f"tflite cannot export {precision} for a causal LM (supported: "
                           f"{', '.join(LM_PRECISIONS)})")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    group = group_size or INT4_GROUP_SIZE
+    if precision == "int4" and group not in INT4_RECIPES:
+        raise EdgekdError(f"tflite int4 has blocks of {' or '.join(map(str, INT4_RECIPES))} weights "
+                          f"(litert-torch's recipes), not {group}: set export.int4_group_size to one")
+    quantize = INT4_RECIPES[group] if precision == "int4" else RECIPES[precision]
     config = model_config(_hf_config(model_dir), seq_len)
     if precision == "int4":
-        _check_int4_blocks(config)
+        _check_int4_blocks(config, group)
     api = generative_api()
     model = _build_model(api, model_dir, config, seq_len)
     lengths = prefill_lengths(seq_len)
@@ -76,7 +85,7 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
             written = api.converter.convert_to_tflite(
                 model, output_path=tmp, output_name_prefix="model",
                 prefill_seq_len=lengths, kv_cache_max_len=seq_len,
-                quantize=RECIPES[precision], config=config,
+                quantize=quantize, config=config,
                 export_config=api.converter.ExportConfig(output_logits_on_prefill=True))
         except Exception as exc:  # the converter raises many types; all mean "cannot convert"
             raise EdgekdError(f"tflite: litert-torch conversion of the causal LM failed: "
@@ -87,9 +96,9 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task
     settings = {"kv_cache": "litert-torch generative: prefill_<n> + decode signatures, KV cache "
                             "passed in and out ([1, context, kv_heads, head_dim] per layer)",
                 "context": seq_len, "prefill_lengths": lengths, "batch_size": 1,
-                "prefill_logits": "every position", "quantization": RECIPES[precision]}
+                "prefill_logits": "every position", "quantization": quantize}
     if precision == "int4":
-        settings["group_size"] = INT4_GROUP_SIZE
+        settings["group_size"] = group
     return {"artifact": ARTIFACT, "batch_size": 1, "input_names": list(task.INPUT_NAMES),
             "tools": tools, "settings": settings}
 
@@ -230,18 +239,18 @@ def _gpt2_config(cfg, hf, context: int):
         lm_head_share_weight_with_embedding=True)
 
 
-def _check_int4_blocks(config) -> None:
+def _check_int4_blocks(config, group: int = INT4_GROUP_SIZE) -> None:
     """int4 blocks run along each matrix's input dimension, which must be a whole number of
     blocks (litert-torch fails deep in the quantizer otherwise)."""
     attn = config.block_config(0).attn_config
     sizes = {"hidden_size": config.embedding_dim,
              "intermediate_size": config.block_config(0).ff_config.intermediate_size,
              "num_attention_heads x head_dim": attn.num_heads * attn.head_dim}
-    bad = [f"{name}={size}" for name, size in sizes.items() if size % INT4_GROUP_SIZE]
+    bad = [f"{name}={size}" for name, size in sizes.items() if size % group]
     if bad:
-        raise EdgekdError(f"tflite int4 quantizes weights in blocks of {INT4_GROUP_SIZE}: "
-                          f"{', '.join(bad)} not a multiple of {INT4_GROUP_SIZE}; export "
-                          "int8-dynamic instead")
+        raise EdgekdError(f"tflite int4 quantizes weights in blocks of {group}: "
+                          f"{', '.join(bad)} not a multiple of {group}; export "
+                          "int8-dynamic instead (or another export.int4_group_size)")
 
 
 def _build_model(api, model_dir: Path, config, context: int):

@@ -52,11 +52,21 @@ def test_set_overrides_parse_yaml_values(tmp_path):
     ("distill.alpha=1.5", "alpha must be in [0, 1]"),
     ("student.config={num_hidden_layers: 2}", "exactly one of student.from_teacher"),
     ("data=3", "recipe key 'data' must be a mapping"),
+    ("export.int4_group_size=48", "export.int4_group_size must be a power of two >= 8"),
+    ("export.int4_group_size=0", "export.int4_group_size must be a power of two >= 8"),
 ])
 def test_bad_keys_and_types_name_the_key(tmp_path, override, message):
     with pytest.raises(EdgekdError) as info:
         load_recipe(write(tmp_path, MINIMAL), [override])
     assert message in str(info.value)
+
+
+def test_int4_group_size_is_an_option_of_int4_only(tmp_path):
+    assert load_recipe(write(tmp_path, MINIMAL)).export.options("int4") == {}
+    for group in (-1, 8, 64):
+        export = load_recipe(write(tmp_path, MINIMAL), [f"export.int4_group_size={group}"]).export
+        assert export.options("int4") == {"int4_group_size": group}
+        assert export.options("int8-dynamic") == {}
 
 
 def test_missing_required_key_and_bad_yaml(tmp_path):

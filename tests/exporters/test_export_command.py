@@ -57,6 +57,9 @@ def test_failed_verification_exits_1_naming_the_artifact(export_model_dir, tiny_
     (["--format", "onnx", "--precision", "int8-static"], "int8-static needs calibration"),
     (["--format", "onnx", "--calibration-samples", "0"], "--calibration-samples must be >= 1"),
     (["--format", "onnx", "--data", "/nonexistent/data"], "data path not found"),
+    (["--format", "openvino", "--int4-group-size", "64"], "applies to --precision int4 only"),
+    (["--format", "openvino", "--precision", "int4", "--int4-group-size", "100"],
+     "--int4-group-size must be a power of two"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, message, export_model_dir, tmp_path, capsys):
     out = tmp_path / "out"

@@ -24,6 +24,8 @@ NEW_TOKENS = 16
 CONTEXT = 64
 # Exported through export_artifact (verified, bundled); the others by the exporter module alone.
 FULL_EXPORTS = {("llama", "fp32"), ("llama", "int4")}
+# export.int4_group_size set for one of them (the others take the format's default)
+OPTIONS = {("gpt2", "int4"): {"int4_group_size": 16}}
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 PROMPTS = ("the", "cat sat on a mat while",
            "dogs ran far away from big red cars and small birds sang")
@@ -77,7 +79,8 @@ def lm_exports(tmp_path_factory):
             else:
                 out.mkdir()
                 record = openvino.export(models[kind], out, precision, seq_len=CONTEXT,
-                                         calibration=None, task=causal_lm)
+                                         calibration=None, task=causal_lm,
+                                         options=OPTIONS.get((kind, precision)))
             paths[(kind, precision)] = out / record["artifact"]
             records[(kind, precision)] = record
     return models, paths, records
@@ -162,8 +165,10 @@ def test_lower_precisions_generate_valid_tokens(lm_exports, kind):
         if precision == "fp16":
             assert (got == expected).mean() >= 0.9, precision
     int4 = records[(kind, "int4")]["settings"]
-    # hidden 32, MLP 64 (Llama) / 128 (GPT-2): 128 does not divide 32, so the group is 32
-    assert (int4["mode"], int4["group_size"], int4["ratio"]) == ("int4_asym", 32, 1.0)
+    # hidden 32, MLP 64 (Llama) / 128 (GPT-2): 128 does not divide 32, so the default group is
+    # 32 (GPT-2's asks for 16)
+    group = OPTIONS.get((kind, "int4"), {}).get("int4_group_size", 32)
+    assert (int4["mode"], int4["group_size"], int4["ratio"]) == ("int4_asym", group, 1.0)
     sizes = [paths[(kind, p)].with_suffix(".bin").stat().st_size for p in EXPORTS[kind]]
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
     if kind == "llama":
@@ -246,6 +251,26 @@ def test_int4_group_size_divides_every_width():
     assert int4_group_size([576, 1536]) == 64      # SmolLM2-135M
     assert int4_group_size([32, 64]) == 32
     assert int4_group_size([24, 48]) == -1          # 8 would be the largest: per-channel instead
+
+
+def test_the_int4_group_size_is_a_setting(lm_exports, tmp_path):
+    from edgekd.errors import EdgekdError
+    from edgekd.exporters import completed_export, openvino
+    from edgekd.tasks import causal_lm
+
+    models, paths, records = lm_exports
+    assert records[("llama", "int4")]["settings"]["group_size"] == 32        # default: 128 -> 32
+    assert records[("gpt2", "int4")]["settings"]["group_size"] == 16         # asked for
+    assert records[("gpt2", "int4")]["settings"]["requested_group_size"] == 16
+    # a finished export is reused only for the options it was made with
+    out = paths[("llama", "int4")].parent
+    assert completed_export(out, models["llama"], "openvino", "int4", CONTEXT) is not None
+    assert completed_export(out, models["llama"], "openvino", "int4", CONTEXT,
+                            {"int4_group_size": 16}) is None
+    with pytest.raises(EdgekdError, match="int4_group_size 128 does not divide the weight widths"):
+        openvino.export(models["llama"], tmp_path, "int4", seq_len=CONTEXT, calibration=None,
+                        task=causal_lm, options={"int4_group_size": 128})
+    assert list(tmp_path.iterdir()) == []                   # refused before converting
 
 
 def test_check_supported_refuses_precisions_without_an_lm_export():

@@ -306,6 +306,18 @@ def test_int4_needs_whole_blocks():
     with pytest.raises(EdgekdError,
                        match="hidden_size=48, intermediate_size=100, .* not a multiple of 32"):
         tflite_lm._check_int4_blocks(config)
+    ok = tflite_lm.model_config(LlamaConfig(hidden_size=256, intermediate_size=512,
+                                            num_attention_heads=4), CONTEXT)
+    tflite_lm._check_int4_blocks(ok, 128)
+    with pytest.raises(EdgekdError, match="blocks of 128: hidden_size=96"):
+        tflite_lm._check_int4_blocks(tflite_lm.model_config(
+            LlamaConfig(hidden_size=96, intermediate_size=256, num_attention_heads=4), CONTEXT), 128)
+
+
+def test_int4_block_sizes_are_those_litert_has_recipes_for(lm_dir, tmp_path):
+    with pytest.raises(EdgekdError, match="blocks of 32 or 128 weights .*not 64"):
+        tflite_lm.export(lm_dir, tmp_path, "int4", seq_len=CONTEXT, task=causal_lm, group_size=64)
+    assert tflite_lm.INT4_RECIPES[tflite_lm.INT4_GROUP_SIZE] == tflite_lm.RECIPES["int4"]
 
 
 def test_export_artifact_verifies_the_causal_lm(tmp_path, lm_dir):
