@@ -37,7 +37,7 @@ def export_command(args: argparse.Namespace) -> int:
     if args.seq_len is not None and args.seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
     # Refuse an impossible pair before loading data or models (calibration checked below).
-    check_supported(args.format, args.precision, calibration=True)
+    check_supported(args.format, args.precision, calibration=True, task=task)
     if args.precision == "int8-static" and not args.data:
         raise EdgekdError(f"{args.format} int8-static needs calibration examples: pass --data "
                           "(a recipe or data path)")
@@ -99,6 +99,8 @@ def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_sam
     from edgekd.tasks import get_task
 
     task = task or get_task()
+    if hasattr(task, "export_inputs"):
+        return _recipe_inputs(model_dir, data, seq_len, task)
     data_split, seq_len = load_data_argument(data, seq_len)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -113,25 +115,45 @@ def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_sam
     return test, labels, calibration, seq_len
 
 
+def _recipe_inputs(model_dir: Path, data: str, seq_len: int | None, task):
+    """A task that builds its export inputs from a recipe (a causal LM: held-out prompts of the
+    benchmark's lengths, held-out chunks for perplexity): (eval inputs, eval labels, calibration,
+    the context to export: --seq-len, else the task's for the recipe)."""
+    from edgekd.models import load_tokenizer
+    from edgekd.recipe import load_recipe
+
+    if not data.endswith((".yaml", ".yml")):
+        raise EdgekdError(f"a {task.TASK} model's --data must be a recipe (its prompt lengths and "
+                          "held-out settings say what to verify on), not a data path")
+    recipe = load_recipe(data)
+    inputs = task.export_inputs(load_tokenizer(str(model_dir)), task.load_data(recipe.data), recipe)
+    context = seq_len or (task.export_seq_len(recipe) if hasattr(task, "export_seq_len")
+                          else recipe.seq_len)
+    return inputs["eval_inputs"], inputs["eval_labels"], inputs["calibration"], context
+
+
 def print_summary(records: list[dict], where: Path | None = None) -> None:
-    """A short rich table: artifact, status, size, parity, accuracy, export time."""
+    """A short rich table: artifact, status, size, parity (a classifier's max |diff| and top-1
+    agreement, a causal LM's greedy-token agreement), accuracy or perplexity, export time."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="export", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("artifact", no_wrap=True)
-    for column in ("status", "MB", "max|diff|", "agree", "acc", "time s"):
+    for column in ("status", "MB", "max|diff|", "agree", "acc / ppl", "time s"):
         table.add_column(column, justify="right", no_wrap=True)
     for r in records:
         parity = r.get("parity") or {}
-        accuracy = r.get("accuracy")
+        agreement = parity.get("top1_agreement", parity.get("token_agreement"))
+        perplexity = (r.get("metrics") or {}).get("perplexity")
+        quality = (f"{r['accuracy']:.0%}" if r.get("accuracy") is not None
+                   else f"{perplexity:.2f}" if perplexity is not None else "-")
         table.add_row(
             r["name"], "[green]ok[/]" if r["status"] == "ok" else "[red]failed[/]",
             f"{r['size_bytes'] / 1e6:.1f}",
-            f"{parity['max_abs_diff']:.1e}" if parity else "-",
-            f"{parity['top1_agreement']:.0%}" if parity else "-",
-            f"{accuracy:.0%}" if accuracy is not None else "-",
+            f"{parity['max_abs_diff']:.1e}" if parity.get("max_abs_diff") is not None else "-",
+            f"{agreement:.0%}" if agreement is not None else "-", quality,
             f"{r['export_time_s']:.1f}")
     console = Console()
     console.print(table)

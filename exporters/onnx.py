@@ -19,10 +19,15 @@ step (`benchmarks/runtime_onnx.Generator`). No BERT fusion for decoders (`LM_PRE
 - fp16: float16 weights, float32 inputs/outputs (`keep_io_types`): the KV cache stays float32;
 - int8-dynamic: MatMul weights int8 per channel (GPT-2's Conv1D Gemms are quantised as
   MatMuls too), activations quantised at run time; embeddings stay float.
+- int4: weight-only int4 in blocks (ONNX Runtime's `MatMulNBitsQuantizer`: every MatMul with a
+  constant weight becomes a `MatMulNBits` contrib op, asymmetric, `INT4_GROUP_SIZE` weights per
+  scale or `export.int4_group_size`); activations stay float32, so unlike int8-dynamic no
+  activation rounding is added.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from pathlib import Path
@@ -34,7 +39,8 @@ from edgekd.exporters.verify import conversion_error
 
 FORMAT = "onnx"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
-LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic")
+LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+INT4_GROUP_SIZE = 32   # weights per int4 scale (MatMulNBits block_size: a power of two >= 16)
 ARTIFACT = "model.onnx"
 EXTERNAL_DATA = "model.onnx_data"   # weights beside the graph when over protobuf's 2 GiB limit
 PROTOBUF_LIMIT = 2_000_000_000
@@ -80,9 +86,10 @@ def cpu_has_vnni(cpuinfo: str | None = None) -> bool:
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
            calibration: dict[str, np.ndarray] | None, task, options: dict | None = None) -> dict:
     """Write `out_dir/model.onnx` for `precision`; return the exporter's part of export.json.
-    (`options`: none apply, ONNX has no int4.)"""
+    `options`: `int4_group_size` for a causal LM's int4 weights."""
     if getattr(task, "GENERATIVE", False):
-        return export_lm(Path(model_dir), Path(out_dir), precision, seq_len=seq_len, task=task)
+        return export_lm(Path(model_dir), Path(out_dir), precision, seq_len=seq_len, task=task,
+                         group_size=(options or {}).get("int4_group_size"))
     if precision not in PRECISIONS:
         raise EdgekdError(f"onnx cannot export precision {precision}")
     out_dir = Path(out_dir)
@@ -111,12 +118,18 @@ def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
             "settings": settings}
 
 
-def export_lm(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task) -> dict:
+def export_lm(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, task,
+              group_size: int | None = None) -> dict:
     """Write `out_dir/model.onnx` (+ `model.onnx_data` for a model over 2 GB): a causal LM with
-    its KV cache as inputs and outputs, for contexts up to `seq_len` tokens."""
+    its KV cache as inputs and outputs, for contexts up to `seq_len` tokens. `group_size`:
+    int4's weights per scale (default INT4_GROUP_SIZE)."""
     if precision not in LM_PRECISIONS:
         raise EdgekdError(f"onnx cannot export precision {precision} for a causal LM "
                           f"(supported: {', '.join(LM_PRECISIONS)})")
+    group = group_size or INT4_GROUP_SIZE
+    if precision == "int4" and group < 16:
+        raise EdgekdError(f"onnx int4 (MatMulNBits) needs blocks of at least 16 weights, not "
+                          f"{group}: set export.int4_group_size to a power of two >= 16")
     _check_context(model_dir, seq_len)
     settings: dict = {"opset": OPSET, "kv_cache": KV_CACHE, "context": int(seq_len),
                       "dynamic_axes": ["batch", "sequence", "past_sequence"],
@@ -128,6 +141,8 @@ def export_lm(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int, t
             _save(_load(raw), out_dir / ARTIFACT)
         elif precision == "fp16":
             settings.update(_to_fp16(raw, out_dir / ARTIFACT))
+        elif precision == "int4":
+            settings.update(_quantize_int4_lm(raw, out_dir / ARTIFACT, group))
         else:
             settings.update(_quantize_dynamic_lm(raw, out_dir / ARTIFACT, Path(work)))
     # The token inputs a caller supplies; positions and the cache are the Generator's business.
@@ -179,6 +194,72 @@ def _quantize_dynamic_lm(raw: Path, out: Path, work: Path) -> dict:
     return {"quantization": "dynamic", "op_types": ["MatMul"], "weight_type": "int8",
             "per_channel": True, "activations": "float, quantised to uint8 at run time",
             "reduce_range": reduce_range, "reduce_range_reason": _reduce_range_reason(reduce_range)}
+
+
+def _quantize_int4_lm(raw: Path, out: Path, group: int) -> dict:
+    """Weight-only int4: MatMulNBits (4 bits, asymmetric, `group` weights per scale and zero
+    point along the input dimension); the embedding Gather stays float."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = _load(raw)
+    rewritten = _gemms_as_matmuls(model)
+    try:
+        quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=group, is_symmetric=False)
+        with _quiet_quantizer():
+            quantizer.process()
+    except Exception as exc:
+        raise conversion_error("onnx", "int4 weight quantisation", exc) from None
+    packed = sum(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node)
+    if not packed:
+        raise EdgekdError("onnx int4: the graph has no MatMul with constant weights to pack")
+    _save(quantizer.model.model, out)
+    return {"quantization": "weight-only (MatMulNBitsQuantizer)", "op_types": ["MatMul"],
+            "weight_type": "int4", "symmetric": False, "group_size": group,
+            "activations": "float32", "packed_matmuls": packed, "gemms_rewritten": rewritten}
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """MatMulNBitsQuantizer logs one INFO line per quantized MatMul (hundreds for an LM):
+    edgekd's stage progress is the one display."""
+    import logging
+
+    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _gemms_as_matmuls(model) -> int:
+    """Rewrite, in place, each plain Gemm (alpha = beta = 1, no transposes) whose weight B is a
+    constant into MatMul(A, B) (+ Add(C)): GPT-2's Conv1D layers export as such Gemms, which
+    MatMulNBits does not take. Returns how many were rewritten."""
+    from onnx import helper
+
+    constants = {t.name for t in model.graph.initializer}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = (node.op_type == "Gemm" and len(node.input) >= 2 and node.input[1] in constants
+                 and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+                 and not attrs.get("transA", 0) and not attrs.get("transB", 0))
+        if not plain:
+            nodes.append(node)
+            continue
+        count += 1
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        product = f"{node.output[0]}_matmul" if bias else node.output[0]
+        nodes.append(helper.make_node("MatMul", list(node.input[:2]), [product],
+                                      name=f"{node.name}_MatMul"))
+        if bias:
+            nodes.append(helper.make_node("Add", [product, bias], list(node.output),
+                                          name=f"{node.name}_Add"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return count
 
 
 def _load(path: Path):

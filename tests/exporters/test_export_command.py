@@ -84,3 +84,25 @@ def test_data_with_other_labels_than_the_model_is_refused(export_model_dir, tmp_
     code = main(["export", str(export_model_dir), "--format", "onnx", "--data", str(data),
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "the model has 3 labels but the data has 2" in capsys.readouterr().err
+
+
+def test_a_causal_lm_exports_its_own_precisions_with_options(tmp_path, capsys):
+    """`--task causal-lm` checks the LM precisions (int4 is one for ONNX, not for a classifier)
+    and passes --int4-group-size to the exporter, which records it."""
+    from tiny_lm import save_tiny_lm
+
+    model_dir = save_tiny_lm(tmp_path / "llama", "llama", layers=2)
+    out = tmp_path / "onnx-int4"
+    code = main(["export", str(model_dir), "--format", "onnx", "--precision", "int4",
+                 "--task", "causal-lm", "--int4-group-size", "16", *SEQ, "--out", str(out)])
+    assert code == 0, capsys.readouterr().out
+    record = json.loads((out / "export.json").read_text())
+    assert record["status"] == "ok" and record["precision"] == "int4"
+    assert record["options"] == {"int4_group_size": 16} and record["settings"]["group_size"] == 16
+    code = main(["export", str(model_dir), "--format", "onnx", "--precision", "int4",
+                 *SEQ, "--out", str(tmp_path / "classifier")])
+    assert code == 2 and "onnx cannot export int4" in capsys.readouterr().err
+    code = main(["export", str(model_dir), "--format", "onnx", "--task", "causal-lm",
+                 "--data", str(tmp_path), "--out", str(tmp_path / "with-data")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--data must be a recipe" in err and len(err.strip().splitlines()) == 1

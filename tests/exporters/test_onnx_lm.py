@@ -19,7 +19,8 @@ from edgekd.benchmarks import runtime_onnx, runtimes
 from edgekd.errors import EdgekdError
 
 KINDS = ("llama", "gpt2")
-PRECISIONS = ("fp32", "fp16", "int8-dynamic")
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+OPTIONS = {("gpt2", "int4"): {"int4_group_size": 16}}     # the other int4 takes the default
 CONTEXT = 64            # the tiny models have 128 positions
 NEW_TOKENS = 16
 PROMPTS = ([5], [17, 3, 250, 99, 12], [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 7, 300])
@@ -61,7 +62,8 @@ def exports(lm_dirs, tmp_path_factory) -> dict[tuple[str, str], tuple[Path, dict
             folder = root / f"{kind}-{precision}"
             folder.mkdir()
             info = onnx_exporter.export(lm_dirs[kind], folder, precision, seq_len=CONTEXT,
-                                        calibration=None, task=causal_lm)
+                                        calibration=None, task=causal_lm,
+                                        options=OPTIONS.get((kind, precision)))
             out[kind, precision] = folder / info["artifact"], info
     return out
 
@@ -173,6 +175,46 @@ def test_int8_dynamic_quantizes_matmuls_and_generates(kind, exports):
     assert ((tokens >= 0) & (tokens < generator.vocab_size)).all()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_int4_packs_matmul_weights_in_blocks_and_generates(kind, exports):
+    import onnx
+
+    path, info = exports[kind, "int4"]
+    graph = onnx.load(str(path)).graph
+    blocks = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    group = (OPTIONS.get((kind, "int4")) or {}).get("int4_group_size", 32)
+    assert blocks and {onnx.helper.get_attribute_value(a) for n in blocks for a in n.attribute
+                       if a.name == "block_size"} == {group}
+    assert {onnx.helper.get_attribute_value(a) for n in blocks for a in n.attribute
+            if a.name == "bits"} == {4}
+    assert info["settings"]["group_size"] == group and info["settings"]["activations"] == "float32"
+    assert path.stat().st_size < exports[kind, "fp32"][0].stat().st_size
+    generator = _onnx_generator(path, "int4")
+    tokens = np.stack([runtimes.greedy(generator, np.array(p), NEW_TOKENS).tokens for p in PROMPTS])
+    assert tokens.shape == (len(PROMPTS), NEW_TOKENS)
+    assert ((tokens >= 0) & (tokens < generator.vocab_size)).all()
+
+
+def test_gemms_rewritten_as_matmuls_compute_the_same(exports, reference, tmp_path):
+    """GPT-2's Conv1D layers export as Gemm, which MatMulNBits does not take: int4 first
+    rewrites them as MatMul + Add, which must not change a single greedy token or logit."""
+    import onnx
+
+    from edgekd.exporters.onnx import _gemms_as_matmuls
+
+    model = onnx.load(str(exports["gpt2", "fp32"][0]))
+    gemms = sum(n.op_type == "Gemm" for n in model.graph.node)
+    assert gemms and _gemms_as_matmuls(model) == gemms
+    assert not any(n.op_type == "Gemm" for n in model.graph.node)
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    generator = _onnx_generator(tmp_path / "model.onnx", "fp32")
+    for prompt, (tokens, logits) in zip(PROMPTS, reference["gpt2"]):
+        got_tokens, got_logits = _tokens_and_logits(generator, prompt)
+        np.testing.assert_array_equal(got_tokens, tokens)
+        np.testing.assert_allclose(got_logits, logits, atol=1e-3, rtol=1e-4)
+    assert exports["gpt2", "int4"][1]["settings"]["gemms_rewritten"] == gemms
+
+
 def test_generator_runs_without_torch(exports, reference, tmp_path):
     """The device side: the two adapter files copied alone, torch and transformers unimportable."""
     bench = Path(runtime_onnx.__file__).parent
@@ -215,6 +257,9 @@ def test_refuses_what_a_causal_lm_export_cannot_do(lm_dirs, tmp_path):
     with pytest.raises(EdgekdError, match="context 256 exceeds the model's 128 positions"):
         onnx_exporter.export(lm_dirs["gpt2"], tmp_path, "fp32", seq_len=256, calibration=None,
                              task=causal_lm)
+    with pytest.raises(EdgekdError, match="blocks of at least 16 weights, not 8"):
+        onnx_exporter.export(lm_dirs["gpt2"], tmp_path, "int4", seq_len=CONTEXT, calibration=None,
+                             task=causal_lm, options={"int4_group_size": 8})
 
 
 @pytest.fixture(scope="module")
