@@ -175,6 +175,8 @@ def check_int4_group_size(value, what: str) -> None:
 class ExportConfig:
     formats: list[str] = field(default_factory=_default_formats)          # exporters found
     precisions: list[str] = field(default_factory=lambda: list(DEFAULT_PRECISIONS))
+    # per format, the precisions to make instead of `precisions` (e.g. {tflite: [int8-dynamic]})
+    format_precisions: dict[str, list[str]] | None = None
     calibration_samples: int = 100
     # Causal LMs, quantized precisions (int8, int4): the share of greedy tokens that must equal
     # the PyTorch source's, and how much higher the perplexity may be (defaults: the task's).
@@ -200,13 +202,26 @@ class ExportConfig:
             if fmt not in known:
                 raise ValueError(f"export.formats[{i}]: unknown format '{fmt}' "
                                  f"(known: {', '.join(known)})")
-        exportable = {p for f in self.formats for p in
-                      (*get_exporter(f).PRECISIONS, *getattr(get_exporter(f), "LM_PRECISIONS", ()))}
+        def exportable(fmt: str) -> set:
+            exporter = get_exporter(fmt)
+            return {*exporter.PRECISIONS, *getattr(exporter, "LM_PRECISIONS", ())}
+
+        any_format = {p for f in self.formats for p in exportable(f)}
         for i, precision in enumerate(self.precisions):
-            if precision not in exportable:
+            if precision not in any_format:
                 raise ValueError(f"export.precisions[{i}]: no format of "
                                  f"{', '.join(self.formats) or '(none)'} exports '{precision}' "
-                                 f"(they export: {', '.join(sorted(exportable))})")
+                                 f"(they export: {', '.join(sorted(any_format))})")
+        for fmt, precisions in (self.format_precisions or {}).items():
+            if fmt not in self.formats:
+                raise ValueError(f"export.format_precisions: '{fmt}' is not one of export.formats "
+                                 f"({', '.join(self.formats) or 'none'})")
+            if not isinstance(precisions, list):
+                raise ValueError(f"export.format_precisions.{fmt} must be a list of precisions")
+            for i, precision in enumerate(precisions):
+                if precision not in exportable(fmt):
+                    raise ValueError(f"export.format_precisions.{fmt}[{i}]: {fmt} does not export "
+                                     f"'{precision}' (it exports: {', '.join(sorted(exportable(fmt)))})")
 
     def options(self, precision: str) -> dict:
         """The exporter options this section sets for `precision` (what export.json records as
@@ -217,10 +232,12 @@ class ExportConfig:
 
     def jobs(self, task=None) -> list[tuple[str, str]]:
         """(format, precision) of every pair asked for that the format can export for `task`
-        (OpenVINO's bf16 or int4 is skipped for the formats without it)."""
+        (OpenVINO's bf16 or int4 is skipped for the formats without it): `precisions` for each
+        format, or the format's own list in `format_precisions`."""
         from edgekd.exporters import get_exporter, precisions_for
 
-        return [(f, p) for f in self.formats for p in self.precisions
+        chosen = self.format_precisions or {}
+        return [(f, p) for f in self.formats for p in chosen.get(f, self.precisions)
                 if p in precisions_for(get_exporter(f), task)]
 
 

@@ -1,5 +1,7 @@
 """The recipe: typed, validated, overridable; errors name the key."""
 
+import re
+
 import pytest
 
 from edgekd.errors import EdgekdError
@@ -67,6 +69,25 @@ def test_int4_group_size_is_an_option_of_int4_only(tmp_path):
         export = load_recipe(write(tmp_path, MINIMAL), [f"export.int4_group_size={group}"]).export
         assert export.options("int4") == {"int4_group_size": group}
         assert export.options("int8-dynamic") == {}
+
+
+def test_format_precisions_replace_the_shared_list_for_their_format(tmp_path):
+    from edgekd.tasks import get_task
+
+    export = load_recipe(write(tmp_path, MINIMAL), [
+        "export.precisions=[fp32, int8-dynamic]",
+        "export.format_precisions={tflite: [int8-dynamic], openvino: [bf16]}"]).export
+    assert export.jobs() == [("onnx", "fp32"), ("onnx", "int8-dynamic"), ("openvino", "bf16"),
+                             ("tflite", "int8-dynamic")]
+    lm = load_recipe(write(tmp_path, MINIMAL), [
+        "export.precisions=[int4]", "export.format_precisions={tflite: [int8-dynamic]}"]).export
+    assert lm.jobs(get_task("causal-lm")) == [("onnx", "int4"), ("openvino", "int4"),
+                                              ("tflite", "int8-dynamic")]
+    for override, message in [
+            ("export.format_precisions={coreml: [fp32]}", "'coreml' is not one of export.formats"),
+            ("export.format_precisions={tflite: [bf16]}", "format_precisions.tflite[0]: tflite does not export 'bf16'")]:
+        with pytest.raises(EdgekdError, match=re.escape(message)):
+            load_recipe(write(tmp_path, MINIMAL), [override])
 
 
 def test_missing_required_key_and_bad_yaml(tmp_path):
