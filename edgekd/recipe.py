@@ -302,10 +302,27 @@ class Recipe:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
-        from edgekd.tasks import available_tasks
+        from edgekd.exporters import get_exporter, precisions_for
+        from edgekd.tasks import available_tasks, get_task
 
         if self.task not in available_tasks():
             raise ValueError(f"unknown task '{self.task}' (known: {', '.join(available_tasks())})")
+        # every precision asked for must be one some format makes for this task (an int4
+        # classifier, an int8-static LM): refused here rather than silently skipped by jobs()
+        task, formats = get_task(self.task), self.export.formats
+        chosen = self.export.format_precisions or {}
+        for fmt in formats:
+            supported = precisions_for(get_exporter(fmt), task)
+            asked = chosen.get(fmt)
+            for i, precision in enumerate(asked or []):
+                if precision not in supported:
+                    raise ValueError(f"export.format_precisions.{fmt}[{i}]: {fmt} does not export a "
+                                     f"{self.task} model in '{precision}' (it does: {', '.join(supported)})")
+        for i, precision in enumerate(self.export.precisions):
+            if formats and not any(precision in precisions_for(get_exporter(f), task) for f in formats):
+                made = sorted({p for f in formats for p in precisions_for(get_exporter(f), task)})
+                raise ValueError(f"export.precisions[{i}]: no format of {', '.join(formats)} exports a "
+                                 f"{self.task} model in '{precision}' (they do: {', '.join(made)})")
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain data (what is saved into the run folder)."""

@@ -139,14 +139,16 @@ def test_bad_inputs_one_line_exit_2_no_run_folder(tiny, tmp_path, capsys, tiny_m
         code, err = _exit_code(capsys, ["distill", str(recipe), "--out", str(out)])
         assert code == 2 and len(err) == 1 and expected in err[0], (expected, err)
         assert not out.exists()
-    # an int4 export asked of a format without it: refused before any work
-    recipe = write_lm_recipe(tmp_path / "e", data_dir, llama_dir)
-    raw = yaml.safe_load(Path(recipe).read_text())
-    raw["export"] = {"formats": ["onnx"], "precisions": ["int4"]}
-    Path(recipe).write_text(yaml.safe_dump(raw))
-    code, err = _exit_code(capsys, ["run", str(recipe), "--out", str(tmp_path / "runs" / "run")])
-    assert code == 2 and len(err) == 1 and "int4" in err[0], err
-    assert not (tmp_path / "runs" / "run").exists()
+    # a precision no format makes for the task (int4 of a classifier, int8-static of an LM):
+    # refused before any work
+    for recipe, precision in ((cls, "int4"), (write_lm_recipe(tmp_path / "e", data_dir, llama_dir),
+                                              "int8-static")):
+        raw = yaml.safe_load(Path(recipe).read_text())
+        raw["export"] = {"formats": ["onnx"], "precisions": [precision]}
+        Path(recipe).write_text(yaml.safe_dump(raw))
+        code, err = _exit_code(capsys, ["run", str(recipe), "--out", str(tmp_path / "runs" / "run")])
+        assert code == 2 and len(err) == 1 and f"model in '{precision}'" in err[0], err
+        assert not (tmp_path / "runs" / "run").exists()
 
 
 def _other_tokenizer():

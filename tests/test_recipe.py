@@ -79,7 +79,7 @@ def test_format_precisions_replace_the_shared_list_for_their_format(tmp_path):
         "export.format_precisions={tflite: [int8-dynamic], openvino: [bf16]}"]).export
     assert export.jobs() == [("onnx", "fp32"), ("onnx", "int8-dynamic"), ("openvino", "bf16"),
                              ("tflite", "int8-dynamic")]
-    lm = load_recipe(write(tmp_path, MINIMAL), [
+    lm = load_recipe(write(tmp_path, MINIMAL + "task: causal-lm\n"), [
         "export.precisions=[int4]", "export.format_precisions={tflite: [int8-dynamic]}"]).export
     assert lm.jobs(get_task("causal-lm")) == [("onnx", "int4"), ("openvino", "int4"),
                                               ("tflite", "int8-dynamic")]
