@@ -40,8 +40,6 @@ BUILTIN_TEACHERS = ("builtin:smollm2",)
 # The teacher is measured as PyTorch (its own KV cache): converting a 135M-parameter teacher to
 # every format would cost more of the run's time than it tells.
 TEACHER_EXPORTS = ()
-# Held-out texts scored for an artifact's perplexity (each runs through the artifact's runtime).
-ARTIFACT_EVAL_TEXTS = 16
 DISTILL_STAGE = "edgekd.distillation.lm_stage:run_lm_distill"   # called by stage.run_distill
 GENERATIVE = True       # artifacts are exported with a KV cache and verified by generating
 
@@ -366,8 +364,10 @@ def export_inputs(tokenizer, data, recipe) -> dict:
     ids, mask = pad_batch(prompts, pad, left=True)
     from edgekd.distillation.lm_eval import heldout_sets
 
-    chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length,
-                             min(recipe.distill.eval_texts, ARTIFACT_EVAL_TEXTS), 0)
+    # the held-out chunks the teacher and the PyTorch student were scored on (distill.eval_texts,
+    # same seed): an artifact's perplexity compares with theirs, not only with its source's
+    chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length, recipe.distill.eval_texts,
+                             0, seed=recipe.distill.seed)
     return {"eval_inputs": {"input_ids": ids, "attention_mask": mask},
             "eval_labels": [np.asarray(c, dtype=np.int64) for c in chunks], "calibration": None}
 
