@@ -183,7 +183,8 @@ class ExportConfig:
     min_token_agreement: float | None = None
     max_perplexity_increase: float | None = None
     # int4 weights: the group (block) size of one scale, or -1 for one per output channel;
-    # null: each format's default (OpenVINO 128, halved until it divides the widths; TFLite 32).
+    # null: each format's default (OpenVINO 128, halved until it divides the widths; ONNX and
+    # TFLite 32).
     int4_group_size: int | None = None
 
     def __post_init__(self):
