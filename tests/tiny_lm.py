@@ -88,3 +88,41 @@ def write_lm_recipe(folder: Path, data_dir: Path, teacher_dir: Path, **sections)
     path = Path(folder) / "tiny-lm.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     return path
+
+
+# Run on "the device": only runtimes.py and the format's adapter, torch unimportable.
+DEVICE_SCRIPT = """\
+import json, sys
+sys.modules['torch'] = None
+sys.modules['transformers'] = None
+import numpy as np, runtimes
+gen, _ = runtimes.open_generator({artifact!r}, **{options!r})
+prompts = json.load(open('prompts.json'))
+rows = [runtimes.greedy(gen, np.array(p), {new_tokens}).tokens.tolist() for p in prompts]
+assert 'torch' not in {{m.split('.')[0] for m, v in sys.modules.items() if v}}
+print(json.dumps(rows))
+"""
+
+
+def greedy_without_torch(artifact: Path, prompts, new_tokens: int, workdir: Path,
+                         **options) -> list[list[int]]:
+    """Greedy tokens of each prompt from `artifact`, as a device computes them: runtimes.py and
+    the format's adapter copied alone into `workdir`, a fresh process in which torch and
+    transformers cannot be imported (the script fails if torch got imported anyway).
+    `options` go to `runtimes.open_generator` (precision, threads)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from edgekd.benchmarks import runtimes
+
+    fmt = runtimes.format_of(str(artifact))
+    for module in (runtimes, runtimes.module_for(fmt)):
+        shutil.copy(module.__file__, workdir)
+    (Path(workdir) / "prompts.json").write_text(json.dumps([[int(t) for t in p] for p in prompts]))
+    script = DEVICE_SCRIPT.format(artifact=str(artifact), options=options, new_tokens=new_tokens)
+    done = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

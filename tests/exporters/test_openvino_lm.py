@@ -4,15 +4,12 @@ on tiny Llama (GQA) and GPT-2 models trained for a few steps (so their greedy to
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tiny_lm import save_tiny_lm, sentence
+from tiny_lm import greedy_without_torch, save_tiny_lm, sentence
 
 
 KINDS = ("llama", "gpt2")
@@ -26,7 +23,6 @@ CONTEXT = 64
 FULL_EXPORTS = {("llama", "fp32"), ("llama", "int4")}
 # export.int4_group_size set for one of them (the others take the format's default)
 OPTIONS = {("gpt2", "int4"): {"int4_group_size": 16}}
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 PROMPTS = ("the", "cat sat on a mat while",
            "dogs ran far away from big red cars and small birds sang")
 
@@ -213,22 +209,9 @@ def test_generator_runs_without_torch(lm_exports, tmp_path):
     """The adapter and runtimes.py copied alone (as onto a device), torch made unimportable."""
     models, paths, _ = lm_exports
     expected, reference = torch_tokens(models["gpt2"])
-    script = tmp_path / "run.py"
-    script.write_text(
-        "import json, sys\n"
-        "sys.modules['torch'] = None\n"
-        f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
-        "import numpy as np, runtimes\n"
-        f"gen, _ = runtimes.open_generator({str(paths[('gpt2', 'fp32')])!r}, precision='fp32')\n"
-        f"prompts = {json.dumps([p.tolist() for p in prompts(models['gpt2'])])}\n"
-        f"rows = [runtimes.greedy(gen, p, {NEW_TOKENS}).tokens.tolist() for p in prompts]\n"
-        "print(json.dumps(rows))\n",
-        encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_array_equal(np.array(json.loads(done.stdout.strip().splitlines()[-1])),
-                                  expected)
+    rows = greedy_without_torch(paths[("gpt2", "fp32")], prompts(models["gpt2"]), NEW_TOKENS,
+                                tmp_path, precision="fp32")
+    np.testing.assert_array_equal(np.array(rows), expected)
 
 
 def test_generator_refuses_an_ir_without_kv_cache(tmp_path):
