@@ -121,15 +121,15 @@ def _recipe_inputs(model_dir: Path, data: str, seq_len: int | None, task):
     the context to export: --seq-len, else the task's for the recipe)."""
     from edgekd.models import load_tokenizer
     from edgekd.recipe import load_recipe
+    from edgekd.stages import export_seq_len
 
     if not data.endswith((".yaml", ".yml")):
         raise EdgekdError(f"a {task.TASK} model's --data must be a recipe (its prompt lengths and "
                           "held-out settings say what to verify on), not a data path")
     recipe = load_recipe(data)
     inputs = task.export_inputs(load_tokenizer(str(model_dir)), task.load_data(recipe.data), recipe)
-    context = seq_len or (task.export_seq_len(recipe) if hasattr(task, "export_seq_len")
-                          else recipe.seq_len)
-    return inputs["eval_inputs"], inputs["eval_labels"], inputs["calibration"], context
+    return (inputs["eval_inputs"], inputs["eval_labels"], inputs["calibration"],
+            seq_len or export_seq_len(recipe))
 
 
 def print_summary(records: list[dict], where: Path | None = None) -> None:
