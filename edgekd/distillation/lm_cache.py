@@ -77,13 +77,22 @@ def _teacher_vocabulary(teacher_dir: Path) -> dict:
             "tokenizer_hash": tokenizer_hash(AutoTokenizer.from_pretrained(teacher_dir))}
 
 
-def load_teacher(teacher_dir: Path, device: str = "cpu"):
-    """(model in eval mode on `device`, tokenizer) of a causal-LM folder."""
+def teacher_device() -> str:
+    """Where the teacher runs to fill a cache: the GPU when there is one (its predictions on a
+    large corpus are most of the work before training), else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_teacher(teacher_dir: Path, device: str | None = None):
+    """(model in eval mode on `device` (default: `teacher_device()`), tokenizer) of a causal-LM
+    folder."""
     from transformers import AutoTokenizer
 
     from edgekd.tasks import get_task
 
-    model = get_task("causal-lm").load_reference(Path(teacher_dir)).to(device).eval()
+    model = get_task("causal-lm").load_reference(Path(teacher_dir)).to(device or teacher_device()).eval()
     return model, AutoTokenizer.from_pretrained(teacher_dir)
 
 
@@ -162,7 +171,7 @@ def _topk_shard(model, tokenizer, texts: list[str], first_text: int, *, k: int, 
 
 def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k: int = 32,
                      seq_len: int = 256, temperature: float = 1.0, shard_size: int = 256,
-                     batch_size: int = 8, device: str = "cpu", progress: str | None = None) -> dict:
+                     batch_size: int = 8, device: str | None = None, progress: str | None = None) -> dict:
     """Fill `cache_dir` with the teacher's top-k log-probs for every text (see module doc) and
     return the index. Loads and runs the teacher only for shards not already cached under the
     same fingerprint; stale shards (another teacher, texts or settings) are deleted first.

@@ -47,18 +47,18 @@ def position_scores(model, chunks: list[list[int]], pad_id: int, batch_size: int
     import torch
 
     nll, top1 = [], []
+    device = next(model.parameters()).device     # a student just trained on a GPU stays there
     with torch.no_grad():
         for i in range(0, len(chunks), batch_size):
             batch = chunks[i:i + batch_size]
-            ids, mask = pad_batch(batch, pad_id)
-            logits = model(input_ids=torch.from_numpy(ids),
-                           attention_mask=torch.from_numpy(mask)).logits.float()
+            ids, mask = (torch.from_numpy(a).to(device) for a in pad_batch(batch, pad_id))
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
             log_q = torch.log_softmax(logits[:, :-1], dim=-1)
-            targets = torch.from_numpy(ids[:, 1:])
-            token_nll = -log_q.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            token_nll = -log_q.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1).cpu()
+            best = log_q.argmax(-1).cpu()
             for j, seq in enumerate(batch):
                 nll.append(token_nll[j, :len(seq) - 1].numpy())
-                top1.append(log_q[j, :len(seq) - 1].argmax(-1).numpy())
+                top1.append(best[j, :len(seq) - 1].numpy())
     if not nll:
         return np.zeros(0, np.float64), np.zeros(0, np.int64)
     return np.concatenate(nll).astype(np.float64), np.concatenate(top1).astype(np.int64)

@@ -70,6 +70,8 @@ class OnPolicy:
         from edgekd.pruning.vocab import kept_teacher_logits
 
         self.teacher_calls += 1
+        if next(self.teacher.parameters()).device != sequences.device:
+            self.teacher.to(sequences.device)   # the Trainer put the student on the GPU
         if self.index is None:
             return self.teacher(input_ids=sequences).logits
         index = self.index.to(sequences.device)

@@ -80,7 +80,7 @@ def _complete_lines(path: Path) -> int:
 
 def build_sequence_kd(teacher_dir: Path, texts: list[str], out_file: Path, *,
                       prompt_tokens: int = 32, max_new_tokens: int = 64, batch_size: int = 8,
-                      device: str = "cpu") -> Path:
+                      device: str | None = None) -> Path:
     """Write `out_file` (jsonl): for each corpus text with 2+ tokens, {"text_index", "prompt",
     "continuation", "text" = prompt + continuation}, the continuation being the teacher's greedy
     output (Kim & Rush 2016, sequence-level KD). A sidecar `<out_file>.meta.json` holds the
