@@ -43,3 +43,22 @@ def distill_table(teacher: dict, student: dict) -> Table:
                   f"({teacher['parameters'] / student['parameters']:.1f}x fewer)",
                   f"{student.get('train_time_s', 0):.0f}s")
     return table
+
+
+def lm_distill_table(teacher: dict, student: dict) -> Table:
+    """A causal LM's teacher vs student on the held-out split: perplexity, next-token and
+    greedy agreement, parameters, time."""
+    table = Table(title="Distillation result (held-out split)")
+    for column in ("model", "perplexity", "next-token agr.", "greedy agr.", "parameters", "train time"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+
+    def number(value, fmt):
+        return format(value, fmt) if value is not None else "-"
+
+    for name, m in (("teacher", teacher), ("student", student)):
+        fewer = f" ({teacher['parameters'] / m['parameters']:.1f}x fewer)" if name == "student" else ""
+        table.add_row(name, number(m.get("perplexity"), ".2f"),
+                      number(m.get("next_token_agreement"), ".1%"),
+                      number(m.get("greedy_agreement"), ".1%"),
+                      f"{m['parameters'] / 1e6:.2f}M{fewer}", f"{m.get('train_time_s', 0):.0f}s")
+    return table

@@ -42,6 +42,9 @@ def test_a_causal_lm_goes_the_whole_path(lm_run, capsys):
     export = json.loads((out / "exports" / "student-onnx-fp32" / "export.json").read_text())
     assert export["parity"]["token_agreement"] == 1.0 and export["settings"]["kv_cache"]
     assert export["metrics"]["perplexity"] == pytest.approx(export["metrics"]["source_perplexity"], rel=1e-3)
+    # scored on the chunks and token basis distillation scored the student on
+    student = json.loads((out / "student" / "metrics.json").read_text())
+    assert export["metrics"]["source_perplexity"] == pytest.approx(student["perplexity"], rel=1e-4)
     recommended = report["recommended"][0]
     assert recommended["name"].startswith("student-onnx")
     bench_files = sorted(p.name for p in (out / "bench" / "local").glob("*.json"))

@@ -109,11 +109,9 @@ def score_student(model, tokenizer, teacher_dir: Path, student_to_teacher=None) 
     chunks = _split(ref["chunk_ids"], ref["chunk_offsets"])
     to_student, to_teacher = _id_maps(student_to_teacher)
     pad = pad_id_of(model, tokenizer)
-    same = [i for i, c in enumerate(chunks) if to_student(c) is not None]
-    other = [i for i in range(len(chunks)) if i not in set(same)]
-    nll_same, top1 = position_scores(model, [list(to_student(chunks[i])) for i in same], pad)
-    own = [tokenizer(str(ref["chunk_texts"][i]))["input_ids"] for i in other]
-    nll_other, _ = position_scores(model, [ids for ids in own if len(ids) >= 2], pad)
+    same, same_ids, other, own = _read_chunks(ref, chunks, tokenizer, to_student)
+    nll_same, top1 = position_scores(model, same_ids, pad)
+    nll_other, _ = position_scores(model, own, pad)
     positions = _split(np.arange(len(ref["nll"])), np.cumsum([0] + [len(c) - 1 for c in chunks]))
     # next-token agreement also on the other chunks, up to their first token the student lacks
     prefixes = {i: _mapped_prefix(chunks[i], to_student) for i in other}
@@ -141,6 +139,36 @@ def score_student(model, tokenizer, teacher_dir: Path, student_to_teacher=None) 
     metrics.update({"greedy_agreement": token_match_rate(ref["greedy"], to_teacher(greedy)),
                     "eval_prompts": len(prompts), "greedy_new_tokens": int(ref["greedy"].shape[1])})
     return metrics
+
+
+def _read_chunks(ref, chunks, tokenizer, to_student):
+    """(indices of the teacher's chunks the student reads in the same tokens, those chunks in
+    student ids, the other indices, those chunks' texts in the student's own tokens (2+ only))."""
+    same = [i for i, c in enumerate(chunks) if to_student(c) is not None]
+    other = [i for i in range(len(chunks)) if i not in set(same)]
+    own = [tokenizer(str(ref["chunk_texts"][i]))["input_ids"] for i in other]
+    return same, [list(to_student(chunks[i])) for i in same], other, [ids for ids in own if len(ids) >= 2]
+
+
+class HeldOutChunks(list):
+    """Held-out chunks (token-id arrays in a model's own ids) with `reference_predictions`: how
+    many next tokens the teacher predicted on the same texts. `causal_lm.quality` divides the
+    summed NLL by that count, so an artifact of a vocabulary-trimmed student (more, shorter
+    tokens) gets the same perplexity basis as the teacher and the PyTorch student."""
+
+    def __init__(self, chunks, reference_predictions: int | None = None):
+        super().__init__(chunks)
+        self.reference_predictions = reference_predictions
+
+
+def reference_chunks(teacher_dir: Path, tokenizer, student_to_teacher=None) -> HeldOutChunks:
+    """The teacher's held-out chunks (its `reference.npz`) as a model with `tokenizer` (and, when
+    vocabulary-trimmed, the id map) reads them: exactly the texts and tokens `score_student`
+    scores, so an artifact's perplexity compares with the teacher's and the student's."""
+    ref = np.load(Path(teacher_dir) / REFERENCE_FILE)
+    chunks = _split(ref["chunk_ids"], ref["chunk_offsets"])
+    _, same_ids, _, own = _read_chunks(ref, chunks, tokenizer, _id_maps(student_to_teacher)[0])
+    return HeldOutChunks([np.asarray(ids, np.int64) for ids in same_ids + own], int(len(ref["nll"])))
 
 
 def _mapped_prefix(ids, to_student) -> np.ndarray:

@@ -222,7 +222,9 @@ def logits_of(model, chunks: list[list[int]], pad_id: int = 0, batch_size: int =
 
 def quality(outputs: list[np.ndarray], labels: list[np.ndarray]) -> dict:
     """Perplexity exp(mean -log q(y_{t+1} | y_<=t)) of per-sequence logits `outputs` ([len, V]
-    each) on the token ids `labels` ([len] each), over every next-token prediction."""
+    each) on the token ids `labels` ([len] each), over every next-token prediction; when
+    `labels` carries `reference_predictions` (`lm_eval.HeldOutChunks`), the summed NLL is
+    divided by the teacher's count on the same texts instead (own count: `perplexity_own_tokens`)."""
     total, count = 0.0, 0
     for logits, ids in zip(outputs, labels):
         if len(ids) < 2:
@@ -233,6 +235,10 @@ def quality(outputs: list[np.ndarray], labels: list[np.ndarray]) -> dict:
         count += len(z)
     if count == 0:
         return {"perplexity": None, "tokens": 0}
+    reference = getattr(labels, "reference_predictions", None)
+    if reference:
+        return {"perplexity": float(np.exp(total / reference)), "tokens": reference,
+                "perplexity_own_tokens": float(np.exp(total / count)), "own_tokens": count}
     return {"perplexity": float(np.exp(total / count)), "tokens": count}
 
 
@@ -322,23 +328,10 @@ def generated_inputs(model_dir: Path, seq_len: int, n: int = GENERATED_EXAMPLES,
 
 
 def distill_table(teacher: dict, student: dict):
-    """Teacher vs student on the held-out split: perplexity, agreements, parameters, time."""
-    from rich.table import Table
+    """Teacher vs student on the held-out split (`console.lm_distill_table`)."""
+    from edgekd.console import lm_distill_table
 
-    table = Table(title="Distillation result (held-out split)")
-    for column in ("model", "perplexity", "next-token agr.", "greedy agr.", "parameters", "train time"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-
-    def number(value, fmt):
-        return format(value, fmt) if value is not None else "-"
-
-    for name, m in (("teacher", teacher), ("student", student)):
-        fewer = f" ({teacher['parameters'] / m['parameters']:.1f}x fewer)" if name == "student" else ""
-        table.add_row(name, number(m.get("perplexity"), ".2f"),
-                      number(m.get("next_token_agreement"), ".1%"),
-                      number(m.get("greedy_agreement"), ".1%"),
-                      f"{m['parameters'] / 1e6:.2f}M{fewer}", f"{m.get('train_time_s', 0):.0f}s")
-    return table
+    return lm_distill_table(teacher, student)
 
 
 def export_seq_len(recipe) -> int:
@@ -347,11 +340,14 @@ def export_seq_len(recipe) -> int:
     return max(recipe.bench.prompt_lengths) + max(recipe.bench.new_tokens, GREEDY_NEW_TOKENS)
 
 
-def export_inputs(tokenizer, data, recipe) -> dict:
+def export_inputs(tokenizer, data, recipe, reference: Path | None = None, vocab_map=None) -> dict:
     """What export verifies an LM artifact on and what its benchmark feeds it, in `tokenizer`'s
     ids: `eval_inputs` = held-out prompts (the first max(bench.prompt_lengths) tokens of
     held-out texts, left-padded; the runner cuts each length from them) and `eval_labels` =
-    held-out chunks of data.max_length tokens (token arrays) scored for perplexity."""
+    held-out chunks scored for perplexity: with `reference` (a teacher folder holding the
+    distillation's `reference.npz`, and the model's `vocab_map` if trimmed) the very chunks the
+    teacher and the PyTorch student were scored on, on the teacher's token basis; else
+    data.max_length-token chunks cut in the model's own tokens."""
     texts = [e.text for e in data.test]
     longest = max(recipe.bench.prompt_lengths)
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -362,14 +358,16 @@ def export_inputs(tokenizer, data, recipe) -> dict:
                           "shorter prompt lengths (or longer texts)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     ids, mask = pad_batch(prompts, pad, left=True)
-    from edgekd.distillation.lm_eval import heldout_sets
+    from edgekd.distillation.lm_eval import heldout_sets, reference_chunks
 
-    # the held-out chunks the teacher and the PyTorch student were scored on (distill.eval_texts,
-    # same seed): an artifact's perplexity compares with theirs, not only with its source's
-    chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length, recipe.distill.eval_texts,
-                             0, seed=recipe.distill.seed)
-    return {"eval_inputs": {"input_ids": ids, "attention_mask": mask},
-            "eval_labels": [np.asarray(c, dtype=np.int64) for c in chunks], "calibration": None}
+    if reference is not None:
+        labels = reference_chunks(reference, tokenizer, vocab_map)
+    else:   # the same texts and seed as distillation's, cut in this tokenizer's tokens
+        chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length,
+                                 recipe.distill.eval_texts, 0, seed=recipe.distill.seed)
+        labels = [np.asarray(c, dtype=np.int64) for c in chunks]
+    return {"eval_inputs": {"input_ids": ids, "attention_mask": mask}, "eval_labels": labels,
+            "calibration": None}
 
 
 def operations(config: dict, seq_len: int, batch_size: int = 1) -> float | None:

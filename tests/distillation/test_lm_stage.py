@@ -163,6 +163,32 @@ def test_trimmed_student_scores_text_its_vocabulary_lacks(finished_run, tmp_path
     assert 0 < trimmed["next_token_positions"] < full["next_token_positions"] == full["eval_tokens"]
 
 
+def test_artifacts_are_scored_on_the_students_chunks_and_basis(finished_run):
+    """Export scores an artifact's perplexity on `reference_chunks` through a Generator: for the
+    PyTorch student, full or vocabulary-trimmed, that is exactly score_student's number (same
+    texts, per teacher token), so the first screen compares artifact, student and teacher alike."""
+    from edgekd.benchmarks import runtimes
+    from edgekd.benchmarks.runtime_pytorch import Generator
+    from edgekd.distillation.lm_eval import reference_chunks, score_student
+    from edgekd.pruning import trim_vocabulary
+    from edgekd.tasks.causal_lm import load_reference, quality
+    from transformers import AutoTokenizer
+
+    _, run_dir, _, _ = finished_run
+    model = load_reference(run_dir / "student")
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "student")
+    trim = trim_vocabulary(model, tokenizer, ["the cat sat on a mat"])
+    for m, tok, mapping in ((model, tokenizer, None), (trim.model, trim.tokenizer, trim.student_to_teacher)):
+        chunks = reference_chunks(run_dir / "teacher", tok, mapping)
+        generator = Generator.from_model(m)
+        got = quality([runtimes.sequence_logits(generator, ids) for ids in chunks], chunks)
+        expected = score_student(m, tok, run_dir / "teacher", mapping)
+        assert got["perplexity"] == pytest.approx(expected["perplexity"], rel=1e-4)
+        assert got["tokens"] == expected["eval_tokens"]
+        assert got["perplexity_own_tokens"] == pytest.approx(expected["perplexity_own_tokens"], rel=1e-4)
+    assert got["own_tokens"] > got["tokens"]     # the trimmed vocabulary reads the text in more tokens
+
+
 def test_two_cpu_processes_match_one(tmp_path):
     """`torchrun --nproc_per_node 2` (gloo on CPU) gives the student one process gives: all
     training chunks fit in one global batch (4 = 2 processes x 2), so each step sees the same
