@@ -95,6 +95,15 @@ def check_int4_group_size(value, what: str) -> None:
                          f"scale per output channel), got {value!r}")
 
 
+def check_int4_ratio(value, what: str) -> None:
+    """ValueError unless `value` is None or a fraction in (0, 1]."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{what} must be a fraction in (0, 1] (the share of weights in int4), "
+                         f"got {value!r}")
+
+
 @dataclass
 class ExportConfig:
     formats: list[str] = field(default_factory=_default_formats)          # exporters found
@@ -110,11 +119,19 @@ class ExportConfig:
     # null: each format's default (OpenVINO 128, halved until it divides the widths; ONNX and
     # TFLite 32).
     int4_group_size: int | None = None
+    # int4 weights, OpenVINO only: the share of the weights in int4, the most sensitive rest in
+    # int8 (null: all, 1.0), and data-aware compression (AWQ + scale estimation, sensitivity
+    # from activations) on `calibration_samples` chunks of training text.
+    int4_ratio: float | None = None
+    int4_data_aware: bool = False
 
     def __post_init__(self):
         from edgekd.exporters import available_formats, get_exporter
 
         check_int4_group_size(self.int4_group_size, "export.int4_group_size")
+        check_int4_ratio(self.int4_ratio, "export.int4_ratio")
+        if not isinstance(self.int4_data_aware, bool):
+            raise ValueError(f"export.int4_data_aware must be true or false, got {self.int4_data_aware!r}")
 
         if self.calibration_samples < 1:
             raise ValueError("calibration_samples must be >= 1")
@@ -151,9 +168,12 @@ class ExportConfig:
     def options(self, precision: str) -> dict:
         """The exporter options this section sets for `precision` (what export.json records as
         `options`: a rerun with other options exports anew)."""
-        if precision == "int4" and self.int4_group_size is not None:
-            return {"int4_group_size": self.int4_group_size}
-        return {}
+        if precision != "int4":
+            return {}
+        return {key: value for key, value in (("int4_group_size", self.int4_group_size),
+                                              ("int4_ratio", self.int4_ratio),
+                                              ("int4_data_aware", self.int4_data_aware or None))
+                if value is not None}
 
     def jobs(self, task=None) -> list[tuple[str, str]]:
         """(format, precision) of every pair asked for that the format can export for `task`

@@ -5,8 +5,8 @@ A format is an exporter module here plus a runtime adapter `benchmarks/runtime_<
 format when both exist, so nothing lists them. An exporter module defines `FORMAT` (its own
 name), `PRECISIONS`, `runtime_missing()` and
 `export(model_dir, out_dir, precision, *, seq_len, calibration, task, options=None) -> dict`
-(`options`: the recipe's per-precision exporter settings, e.g. `int4_group_size`; an exporter
-refuses one it cannot honour).
+(`options`: the recipe's per-precision exporter settings, e.g. `int4_group_size`; a module
+lists those it honours in `OPTIONS`, and `check_supported` refuses the others).
 
 `export_artifact` is what the pipeline and `edgekd export` call: refuse what cannot work,
 export into a staging folder, verify against PyTorch through the runtime adapter, write
@@ -64,18 +64,25 @@ def precisions_for(exporter: ModuleType, task: ModuleType | None = None) -> tupl
 
 
 def check_supported(fmt: str, precision: str, *, calibration: Any = None,
-                    task: ModuleType | None = None) -> ModuleType:
+                    task: ModuleType | None = None, options: dict | None = None) -> ModuleType:
     """Refuse up front what a format cannot do: unknown format, unsupported precision (for the
-    task), missing runtime, int8-static without calibration data. Returns the exporter module."""
+    task), an option the exporter does not take (its `OPTIONS`), missing runtime, int8-static
+    or data-aware int4 without calibration data. Returns the exporter module."""
     exporter = get_exporter(fmt)
     supported = precisions_for(exporter, task)
     if precision not in supported:
         what = f" a {task.TASK} model" if task is not None and getattr(task, "GENERATIVE", False) else ""
         raise EdgekdError(f"{fmt} cannot export{what} {precision} (supported: "
                           f"{', '.join(supported) or 'none yet'})")
-    if precision == "int8-static" and not calibration:
-        raise EdgekdError(f"{fmt} int8-static needs calibration examples: pass --data "
-                          "(a recipe or data path) so real task examples can be used")
+    foreign = sorted(set(options or {}) - set(getattr(exporter, "OPTIONS", ())))
+    if foreign:
+        raise EdgekdError(f"{fmt} {precision} does not take export.{foreign[0]} (it takes: "
+                          f"{', '.join(getattr(exporter, 'OPTIONS', ())) or 'none'}); give the "
+                          f"format its own precisions with export.format_precisions")
+    if (precision == "int8-static" or (options or {}).get("int4_data_aware")) and not calibration:
+        raise EdgekdError(f"{fmt} {precision}{' data-aware' if precision == 'int4' else ''} needs "
+                          "calibration examples: pass --data (a recipe or data path) so real "
+                          "task examples can be used")
     reason = exporter.runtime_missing(precision)  # last: importing a converter is the slow check
     if reason:
         raise EdgekdError(f"{fmt} {precision} export is not available here: {reason}")
@@ -101,7 +108,7 @@ def export_artifact(model_dir, fmt: str, precision: str, out_dir, *, role: str |
     from edgekd.tasks import get_task
 
     task = task or get_task()
-    exporter = check_supported(fmt, precision, calibration=calibration, task=task)
+    exporter = check_supported(fmt, precision, calibration=calibration, task=task, options=options)
     model_dir = verify.check_model_dir(model_dir)
     out_dir = Path(out_dir)
     name = f"{role or 'model'}-{fmt}-{precision}"

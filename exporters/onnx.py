@@ -40,6 +40,7 @@ from edgekd.exporters.verify import conversion_error
 FORMAT = "onnx"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+OPTIONS = ("int4_group_size",)   # recipe export.* it honours
 INT4_GROUP_SIZE = 32   # weights per int4 scale (MatMulNBits block_size: a power of two >= 16)
 ARTIFACT = "model.onnx"
 EXTERNAL_DATA = "model.onnx_data"   # weights beside the graph when over protobuf's 2 GiB limit

@@ -17,9 +17,11 @@ IR's inputs are input_ids, attention_mask, position_ids and beam_idx), then
 - fp32: saved as is (optimum's size-based int8 compression is turned off: `OVConfig(dtype=
   "fp32")`), with the KV cache pinned to f32 in the IR's runtime options.
 - fp16: fp16 weights (`compress_to_fp16`); f16 KV cache (optimum's runtime option).
-- int8-dynamic: `nncf.compress_weights(INT8_ASYM)`, data-free; int4: `INT4_ASYM` with
-  `ratio=1.0` and a group size of `INT4_GROUP_SIZE` or the largest power of two that divides
-  every weight's input width (embeddings and the LM head stay int8, nncf's backup precision).
+- int8-dynamic: `nncf.compress_weights(INT8_ASYM)`, data-free; int4: `INT4_ASYM` with a group
+  size of `INT4_GROUP_SIZE` or the largest power of two that divides every weight's input width
+  (embeddings and the LM head stay int8, nncf's backup precision), all weights in int4 or the
+  recipe's `export.int4_ratio` of them, data-free or (`export.int4_data_aware`) with AWQ and
+  scale estimation on training text.
   Both drop optimum's f16 KV-cache option, as optimum-intel does for a compressed model, so the
   CPU plugin's own default (a u8 cache on x86) applies.
 """
@@ -38,6 +40,7 @@ from edgekd.exporters.verify import conversion_error
 FORMAT = "openvino"
 PRECISIONS = ("fp32", "fp16", "bf16", "int8-dynamic", "int8-static")
 LM_PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int4")
+OPTIONS = ("int4_group_size", "int4_ratio", "int4_data_aware")   # recipe export.* it honours
 INT4_GROUP_SIZE = 128
 # Below this an int4 group is no better than a per-channel scale (-1) and costs more to store.
 MIN_INT4_GROUP = 16
@@ -70,12 +73,12 @@ def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
 def export(model_dir: Path, out_dir: Path, precision: str, *, seq_len: int,
            calibration: dict[str, np.ndarray] | None, task, options: dict | None = None) -> dict:
     """Write `out_dir/model.xml` + `model.bin` for `precision`; return export.json's part.
-    `options`: `int4_group_size` for a causal LM's int4 weights."""
+    `options` (`OPTIONS`) shape a causal LM's int4 weights (see `_compress_lm_weights`)."""
     import openvino as ov
 
     if getattr(task, "GENERATIVE", False):
-        return _export_lm(Path(model_dir), Path(out_dir), precision, seq_len,
-                          (options or {}).get("int4_group_size"))
+        return _export_lm(Path(model_dir), Path(out_dir), precision, seq_len, options or {},
+                          calibration)
     if precision not in PRECISIONS:
         raise EdgekdError(f"openvino cannot export precision {precision}")
     model, names = _convert(Path(model_dir), seq_len, task)
@@ -149,15 +152,16 @@ def _quantize(model, names: list[str], calibration: dict[str, np.ndarray]):
     return quantized, n
 
 
-def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int,
-               group_size: int | None = None) -> dict:
+def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int, options: dict,
+               calibration: dict[str, np.ndarray] | None = None) -> dict:
     """A stateful IR with a KV cache (optimum-intel), compressed for `precision`; only
     openvino_model.xml + .bin are kept (the bundle adds the tokenizer and config). int4 groups
-    are `group_size` weights (which must divide the widths) or, unset, `int4_group_size`'s."""
+    are `int4_group_size` weights (which must divide the widths) or, unset, `int4_group_size()`'s."""
     import tempfile
 
     import openvino as ov
 
+    group_size = options.get("int4_group_size")
     if precision not in LM_PRECISIONS:
         raise EdgekdError(f"openvino cannot export a causal LM in {precision} "
                           f"(supported: {', '.join(LM_PRECISIONS)})")
@@ -174,7 +178,7 @@ def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int,
         settings = {"kv_cache": "stateful", "context": int(seq_len),
                     "exporter": "optimum-intel text-generation-with-past"}
         if precision in ("int8-dynamic", "int4"):
-            model = _compress_lm_weights(model, precision, group)
+            model, compression = _compress_lm_weights(model, precision, group, options, calibration)
             _set_kv_cache_precision(model, None)
             settings.update({"quantization": "nncf.compress_weights",
                              "mode": "int4_asym" if group else "int8_asym",
@@ -182,7 +186,7 @@ def _export_lm(model_dir: Path, out_dir: Path, precision: str, seq_len: int,
             if group:
                 settings.update({"group_size": group,
                                  "requested_group_size": group_size or INT4_GROUP_SIZE,
-                                 "ratio": 1.0, "backup_mode": "int8_asym (embeddings, lm head)"})
+                                 **compression})
         else:
             _set_kv_cache_precision(model, "f32" if precision == "fp32" else "f16")
             settings.update({"weights": precision,
@@ -238,16 +242,48 @@ def _weight_widths(model_dir: Path) -> list[int]:
     return [int(hidden), int(inner)]
 
 
-def _compress_lm_weights(model, precision: str, group: int | None):
+def _compress_lm_weights(model, precision: str, group: int | None, options: dict,
+                         calibration: dict[str, np.ndarray] | None):
+    """(compressed model, settings for export.json). int8: data-free INT8_ASYM. int4:
+    INT4_ASYM in groups of `group`, `int4_ratio` of the weights (the rest, chosen by nncf's
+    sensitivity, and the embeddings / LM head stay int8); `int4_data_aware` adds AWQ and scale
+    estimation on the calibration chunks, and ranks sensitivity by the Hessian of the inputs.
+    On a 20-layer SmolLM2 student: data-free ratio 1.0 +24.9 % perplexity, data-aware ratio
+    1.0 +13.2 %, data-aware ratio 0.5 +4.6 % (int8 +0.7 %)."""
     import nncf
 
+    if precision == "int8-dynamic":
+        kwargs, settings = {"mode": nncf.CompressWeightsMode.INT8_ASYM}, {}
+    else:
+        ratio = float(options.get("int4_ratio") or 1.0)
+        kwargs = {"mode": nncf.CompressWeightsMode.INT4_ASYM, "group_size": group, "ratio": ratio}
+        settings = {"ratio": ratio, "backup_mode": "int8_asym (embeddings, lm head"
+                    + (", the least int4-tolerant layers)" if ratio < 1 else ")")}
+        if options.get("int4_data_aware"):
+            items = _lm_calibration_items(calibration)
+            kwargs.update(dataset=nncf.Dataset(items), subset_size=len(items), awq=True,
+                          scale_estimation=True)
+            if ratio < 1:
+                kwargs["sensitivity_metric"] = nncf.SensitivityMetric.HESSIAN_INPUT_ACTIVATION
+            settings["data_aware"] = {"awq": True, "scale_estimation": True, "calibration_chunks": len(items),
+                                      "sensitivity": "hessian_input_activation" if ratio < 1 else None}
     try:
-        if precision == "int8-dynamic":
-            return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
-        return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_ASYM,
-                                     group_size=group, ratio=1.0)
+        return nncf.compress_weights(model, **kwargs), settings
     except Exception as exc:
         raise conversion_error("openvino", f"{precision} weight compression", exc) from None
+
+
+def _lm_calibration_items(calibration: dict[str, np.ndarray] | None) -> list[dict]:
+    """The stateful IR's inputs for each calibration chunk (nncf resets the state per item)."""
+    if not calibration or not len(calibration.get("input_ids", ())):
+        raise EdgekdError("openvino int4 data-aware needs calibration text (a recipe's training split)")
+    items = []
+    for ids in np.asarray(calibration["input_ids"], np.int64):
+        n = len(ids)
+        items.append({"input_ids": ids[None], "attention_mask": np.ones((1, n), np.int64),
+                      "position_ids": np.arange(n, dtype=np.int64)[None],
+                      "beam_idx": np.zeros(1, np.int32)})
+    return items
 
 
 def _set_kv_cache_precision(model, precision: str | None) -> None:

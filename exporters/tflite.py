@@ -26,6 +26,7 @@ FORMAT = "tflite"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8-static")
 # A causal LM is exported with a KV cache by `tflite_lm` (litert-torch's generative API).
 LM_PRECISIONS = tflite_lm.LM_PRECISIONS
+OPTIONS = ("int4_group_size",)   # recipe export.* it honours
 ARTIFACT = "model.tflite"
 
 

@@ -56,6 +56,9 @@ def test_set_overrides_parse_yaml_values(tmp_path):
     ("data=3", "recipe key 'data' must be a mapping"),
     ("export.int4_group_size=48", "export.int4_group_size must be a power of two >= 8"),
     ("export.int4_group_size=0", "export.int4_group_size must be a power of two >= 8"),
+    ("export.int4_ratio=0", "export.int4_ratio must be a fraction in (0, 1]"),
+    ("export.int4_ratio=1.5", "export.int4_ratio must be a fraction in (0, 1]"),
+    ("export.int4_data_aware=yes please", "export.int4_data_aware"),
 ])
 def test_bad_keys_and_types_name_the_key(tmp_path, override, message):
     with pytest.raises(EdgekdError) as info:
@@ -69,6 +72,10 @@ def test_int4_group_size_is_an_option_of_int4_only(tmp_path):
         export = load_recipe(write(tmp_path, MINIMAL), [f"export.int4_group_size={group}"]).export
         assert export.options("int4") == {"int4_group_size": group}
         assert export.options("int8-dynamic") == {}
+    export = load_recipe(write(tmp_path, MINIMAL), ["export.int4_ratio=0.5",
+                                                    "export.int4_data_aware=true"]).export
+    assert export.options("int4") == {"int4_ratio": 0.5, "int4_data_aware": True}
+    assert export.options("fp32") == {}
 
 
 def test_format_precisions_replace_the_shared_list_for_their_format(tmp_path):

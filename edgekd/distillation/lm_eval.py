@@ -41,6 +41,18 @@ def heldout_sets(tokenizer, texts: list[str], max_length: int, n_chunks: int, n_
     return chunks, prompts
 
 
+def calibration_ids(tokenizer, texts: list[str], max_length: int, n: int, seed: int = 0) -> np.ndarray:
+    """[<= n, max_length] token ids: full-length chunks of `texts` (the training split: what
+    data-aware weight compression calibrates on), shuffled with `seed`."""
+    from edgekd.data import chunk_texts
+
+    pieces = chunk_texts(tokenizer, texts, max_length)
+    random.Random(seed).shuffle(pieces)
+    full = [ids for ids in tokenizer(pieces[:2 * n], truncation=True, max_length=max_length)["input_ids"]
+            if len(ids) == max_length][:n]
+    return np.asarray(full, np.int64).reshape(len(full), max_length)
+
+
 def position_scores(model, chunks: list[list[int]], pad_id: int, batch_size: int = 8):
     """(NLL of each next token, top-1 prediction) per position, concatenated over chunks
     ([sum(len - 1)] each); logits are reduced batch by batch, never held for the whole set."""

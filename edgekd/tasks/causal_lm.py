@@ -347,7 +347,8 @@ def export_inputs(tokenizer, data, recipe, reference: Path | None = None, vocab_
     held-out chunks scored for perplexity: with `reference` (a teacher folder holding the
     distillation's `reference.npz`, and the model's `vocab_map` if trimmed) the very chunks the
     teacher and the PyTorch student were scored on, on the teacher's token basis; else
-    data.max_length-token chunks cut in the model's own tokens."""
+    data.max_length-token chunks cut in the model's own tokens. `calibration`: training chunks
+    (data-aware int4)."""
     texts = [e.text for e in data.test]
     longest = max(recipe.bench.prompt_lengths)
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -358,7 +359,7 @@ def export_inputs(tokenizer, data, recipe, reference: Path | None = None, vocab_
                           "shorter prompt lengths (or longer texts)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     ids, mask = pad_batch(prompts, pad, left=True)
-    from edgekd.distillation.lm_eval import heldout_sets, reference_chunks
+    from edgekd.distillation.lm_eval import calibration_ids, heldout_sets, reference_chunks
 
     if reference is not None:
         labels = reference_chunks(reference, tokenizer, vocab_map)
@@ -366,8 +367,10 @@ def export_inputs(tokenizer, data, recipe, reference: Path | None = None, vocab_
         chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length,
                                  recipe.distill.eval_texts, 0, seed=recipe.distill.seed)
         labels = [np.asarray(c, dtype=np.int64) for c in chunks]
+    calibration = calibration_ids(tokenizer, [e.text for e in data.train], recipe.data.max_length,
+                                  recipe.export.calibration_samples, seed=recipe.distill.seed)
     return {"eval_inputs": {"input_ids": ids, "attention_mask": mask}, "eval_labels": labels,
-            "calibration": None}
+            "calibration": {"input_ids": calibration} if len(calibration) else None}
 
 
 def operations(config: dict, seq_len: int, batch_size: int = 1) -> float | None:

@@ -256,6 +256,50 @@ def test_the_int4_group_size_is_a_setting(lm_exports, tmp_path):
     assert list(tmp_path.iterdir()) == []                   # refused before converting
 
 
+def weight_types(path: Path):
+    """Counter of the element types of an IR's constants (weights, zero points, scales)."""
+    from collections import Counter
+
+    import openvino as ov
+
+    model = ov.Core().read_model(str(path))
+    return Counter(op.get_element_type().get_type_name() for op in model.get_ops()
+                   if op.get_type_name() == "Constant")
+
+
+def test_int4_ratio_and_data_aware_compression(lm_exports, tmp_path):
+    """export.int4_ratio keeps part of the weights in int8, export.int4_data_aware runs AWQ and
+    scale estimation on training chunks; both are recorded, and the artifact generates."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from edgekd.distillation.lm_eval import calibration_ids
+    from edgekd.errors import EdgekdError
+    from edgekd.exporters import check_supported, openvino
+    from edgekd.tasks import causal_lm
+
+    models, paths, _ = lm_exports
+    rng = random.Random(3)
+    texts = [" ".join(sentence(rng) for _ in range(6)) for _ in range(20)]
+    ids = calibration_ids(AutoTokenizer.from_pretrained(models["llama"]), texts, 16, 8)
+    assert ids.shape == (8, 16)
+    record = openvino.export(models["llama"], tmp_path, "int4", seq_len=CONTEXT,
+                             calibration={"input_ids": ids}, task=causal_lm,
+                             options={"int4_ratio": 0.5, "int4_data_aware": True})
+    settings = record["settings"]
+    assert settings["ratio"] == 0.5 and settings["group_size"] == 32
+    assert settings["data_aware"] == {"awq": True, "scale_estimation": True, "calibration_chunks": 8,
+                                      "sensitivity": "hessian_input_activation"}
+    mixed, full = weight_types(tmp_path / record["artifact"]), weight_types(paths[("llama", "int4")])
+    assert 0 < mixed["u4"] < full["u4"] and mixed["u8"] > full["u8"]
+    assert generate(ov_generator(tmp_path / record["artifact"], "int4"), models["llama"]).shape == (3, NEW_TOKENS)
+    with pytest.raises(EdgekdError, match="int4 data-aware needs calibration examples"):
+        check_supported("openvino", "int4", task=causal_lm, options={"int4_data_aware": True})
+    with pytest.raises(EdgekdError, match="onnx int4 does not take export.int4_ratio"):
+        check_supported("onnx", "int4", task=causal_lm, options={"int4_ratio": 0.5})
+
+
 def test_check_supported_refuses_precisions_without_an_lm_export():
     from edgekd.errors import EdgekdError
     from edgekd.exporters import check_supported
