@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--int4-group-size", type=int, default=None,
                    help="int4 weights per scale (a power of two, or -1 per output channel; "
                         "default: the format's)")
+    p.add_argument("--int4-ratio", type=float, default=None,
+                   help="OpenVINO int4: the share of weights in int4, the rest int8 (default 1)")
+    p.add_argument("--int4-data-aware", action="store_true",
+                   help="OpenVINO int4: AWQ + scale estimation on the recipe's training text "
+                        "(needs --data RECIPE)")
     p.add_argument("--out", required=True, help="output folder for the artifact and export.json")
     p.set_defaults(handler="edgekd.exporters.command:export_command")
 

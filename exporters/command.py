@@ -37,7 +37,9 @@ def export_command(args: argparse.Namespace) -> int:
     if args.seq_len is not None and args.seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
     # Refuse an impossible pair before loading data or models (calibration checked below).
-    check_supported(args.format, args.precision, calibration=True, task=task)
+    check_supported(args.format, args.precision, calibration=True, task=task, options=options)
+    if options.get("int4_data_aware") and not args.data:
+        raise EdgekdError("--int4-data-aware needs calibration text: pass --data RECIPE")
     if args.precision == "int8-static" and not args.data:
         raise EdgekdError(f"{args.format} int8-static needs calibration examples: pass --data "
                           "(a recipe or data path)")
@@ -67,19 +69,23 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def export_options(args: argparse.Namespace) -> dict:
-    """The exporter options of the command line (`--int4-group-size`), checked."""
-    from edgekd.recipe import check_int4_group_size
+    """The exporter options of the command line (`--int4-group-size`, `--int4-ratio`,
+    `--int4-data-aware`: the recipe's export.int4_*), checked."""
+    from edgekd.recipe import check_int4_group_size, check_int4_ratio
 
-    group = getattr(args, "int4_group_size", None)
-    if group is None:
-        return {}
-    if args.precision != "int4":
-        raise EdgekdError("--int4-group-size applies to --precision int4 only")
+    options = {key: value for key, value in (
+        ("int4_group_size", getattr(args, "int4_group_size", None)),
+        ("int4_ratio", getattr(args, "int4_ratio", None)),
+        ("int4_data_aware", getattr(args, "int4_data_aware", False) or None)) if value is not None}
+    flags = {key: "--" + key.replace("_", "-") for key in options}
+    if options and args.precision != "int4":
+        raise EdgekdError(f"{next(iter(flags.values()))} applies to --precision int4 only")
     try:
-        check_int4_group_size(group, "--int4-group-size")
+        check_int4_group_size(options.get("int4_group_size"), "--int4-group-size")
+        check_int4_ratio(options.get("int4_ratio"), "--int4-ratio")
     except ValueError as exc:
         raise EdgekdError(str(exc)) from None
-    return {"int4_group_size": group}
+    return options
 
 
 def _role(model_dir: Path) -> str | None:

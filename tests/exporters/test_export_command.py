@@ -60,6 +60,13 @@ def test_failed_verification_exits_1_naming_the_artifact(export_model_dir, tiny_
     (["--format", "openvino", "--int4-group-size", "64"], "applies to --precision int4 only"),
     (["--format", "openvino", "--precision", "int4", "--int4-group-size", "100"],
      "--int4-group-size must be a power of two"),
+    (["--format", "openvino", "--int4-ratio", "0.5"], "--int4-ratio applies to --precision int4 only"),
+    (["--format", "openvino", "--precision", "int4", "--task", "causal-lm", "--int4-ratio", "2"],
+     "--int4-ratio must be a fraction in (0, 1]"),
+    (["--format", "openvino", "--precision", "int4", "--task", "causal-lm", "--int4-data-aware"],
+     "--int4-data-aware needs calibration text"),
+    (["--format", "onnx", "--precision", "int4", "--task", "causal-lm", "--int4-ratio", "0.5"],
+     "onnx int4 does not take export.int4_ratio"),
 ])
 def test_user_mistakes_are_one_line_errors(argv, message, export_model_dir, tmp_path, capsys):
     out = tmp_path / "out"
