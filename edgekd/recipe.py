@@ -131,7 +131,8 @@ class ExportConfig:
         check_int4_group_size(self.int4_group_size, "export.int4_group_size")
         check_int4_ratio(self.int4_ratio, "export.int4_ratio")
         if not isinstance(self.int4_data_aware, bool):
-            raise ValueError(f"export.int4_data_aware must be true or false, got {self.int4_data_aware!r}")
+            raise ValueError(f"export.int4_data_aware must be true or false, "
+                             f"got {self.int4_data_aware!r}")
 
         if self.calibration_samples < 1:
             raise ValueError("calibration_samples must be >= 1")

@@ -265,8 +265,9 @@ def _compress_lm_weights(model, precision: str, group: int | None, options: dict
                           scale_estimation=True)
             if ratio < 1:
                 kwargs["sensitivity_metric"] = nncf.SensitivityMetric.HESSIAN_INPUT_ACTIVATION
-            settings["data_aware"] = {"awq": True, "scale_estimation": True, "calibration_chunks": len(items),
-                                      "sensitivity": "hessian_input_activation" if ratio < 1 else None}
+            settings["data_aware"] = {
+                "awq": True, "scale_estimation": True, "calibration_chunks": len(items),
+                "sensitivity": "hessian_input_activation" if ratio < 1 else None}
     try:
         return nncf.compress_weights(model, **kwargs), settings
     except Exception as exc:

@@ -92,7 +92,8 @@ def load_teacher(teacher_dir: Path, device: str | None = None):
 
     from edgekd.tasks import get_task
 
-    model = get_task("causal-lm").load_reference(Path(teacher_dir)).to(device or teacher_device()).eval()
+    model = get_task("causal-lm").load_reference(Path(teacher_dir))
+    model = model.to(device or teacher_device()).eval()
     return model, AutoTokenizer.from_pretrained(teacher_dir)
 
 
@@ -171,7 +172,8 @@ def _topk_shard(model, tokenizer, texts: list[str], first_text: int, *, k: int, 
 
 def build_topk_cache(teacher_dir: Path, texts: list[str], cache_dir: Path, *, k: int = 32,
                      seq_len: int = 256, temperature: float = 1.0, shard_size: int = 256,
-                     batch_size: int = 8, device: str | None = None, progress: str | None = None) -> dict:
+                     batch_size: int = 8, device: str | None = None,
+                     progress: str | None = None) -> dict:
     """Fill `cache_dir` with the teacher's top-k log-probs for every text (see module doc) and
     return the index. Loads and runs the teacher only for shards not already cached under the
     same fingerprint; stale shards (another teacher, texts or settings) are deleted first.

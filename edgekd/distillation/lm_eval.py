@@ -48,8 +48,8 @@ def calibration_ids(tokenizer, texts: list[str], max_length: int, n: int, seed: 
 
     pieces = chunk_texts(tokenizer, texts, max_length)
     random.Random(seed).shuffle(pieces)
-    full = [ids for ids in tokenizer(pieces[:2 * n], truncation=True, max_length=max_length)["input_ids"]
-            if len(ids) == max_length][:n]
+    encoded = tokenizer(pieces[:2 * n], truncation=True, max_length=max_length)["input_ids"]
+    full = [ids for ids in encoded if len(ids) == max_length][:n]
     return np.asarray(full, np.int64).reshape(len(full), max_length)
 
 
@@ -159,7 +159,8 @@ def _read_chunks(ref, chunks, tokenizer, to_student):
     same = [i for i, c in enumerate(chunks) if to_student(c) is not None]
     other = [i for i in range(len(chunks)) if i not in set(same)]
     own = [tokenizer(str(ref["chunk_texts"][i]))["input_ids"] for i in other]
-    return same, [list(to_student(chunks[i])) for i in same], other, [ids for ids in own if len(ids) >= 2]
+    same_ids = [list(to_student(chunks[i])) for i in same]
+    return same, same_ids, other, [ids for ids in own if len(ids) >= 2]
 
 
 class HeldOutChunks(list):

@@ -180,8 +180,8 @@ def greedy_tokens(model, prompts: dict[str, np.ndarray], new_tokens: int = GREED
     rows, device = [], next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(prompts["input_ids"]), batch_size):
-            ids, mask = (torch.from_numpy(np.asarray(prompts[key][i:i + batch_size], np.int64)).to(device)
-                         for key in ("input_ids", "attention_mask"))
+            ids, mask = (torch.from_numpy(np.asarray(prompts[key][i:i + batch_size], np.int64))
+                         .to(device) for key in ("input_ids", "attention_mask"))
             out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, num_beams=1,
                                  max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                  pad_token_id=pad_id)
