@@ -104,6 +104,14 @@ def check_int4_ratio(value, what: str) -> None:
                          f"got {value!r}")
 
 
+def int4_options(group_size: int | None, ratio: float | None, data_aware: bool) -> dict:
+    """The int4 exporter options that are set (export.json's `options`; unset ones are left
+    out, so an export made without them is reused)."""
+    return {key: value for key, value in (("int4_group_size", group_size), ("int4_ratio", ratio),
+                                          ("int4_data_aware", data_aware or None))
+            if value is not None}
+
+
 @dataclass
 class ExportConfig:
     formats: list[str] = field(default_factory=_default_formats)          # exporters found
@@ -126,7 +134,7 @@ class ExportConfig:
     int4_data_aware: bool = False
 
     def __post_init__(self):
-        from edgekd.exporters import available_formats, get_exporter
+        from edgekd.exporters import available_formats
 
         check_int4_group_size(self.int4_group_size, "export.int4_group_size")
         check_int4_ratio(self.int4_ratio, "export.int4_ratio")
@@ -145,36 +153,46 @@ class ExportConfig:
             if fmt not in known:
                 raise ValueError(f"export.formats[{i}]: unknown format '{fmt}' "
                                  f"(known: {', '.join(known)})")
-        def exportable(fmt: str) -> set:
-            exporter = get_exporter(fmt)
-            return {*exporter.PRECISIONS, *getattr(exporter, "LM_PRECISIONS", ())}
-
-        any_format = {p for f in self.formats for p in exportable(f)}
-        for i, precision in enumerate(self.precisions):
-            if precision not in any_format:
-                raise ValueError(f"export.precisions[{i}]: no format of "
-                                 f"{', '.join(self.formats) or '(none)'} exports '{precision}' "
-                                 f"(they export: {', '.join(sorted(any_format))})")
         for fmt, precisions in (self.format_precisions or {}).items():
             if fmt not in self.formats:
                 raise ValueError(f"export.format_precisions: '{fmt}' is not one of export.formats "
                                  f"({', '.join(self.formats) or 'none'})")
             if not isinstance(precisions, list):
                 raise ValueError(f"export.format_precisions.{fmt} must be a list of precisions")
+        self.check_precisions()
+
+    def check_precisions(self, task=None) -> None:
+        """ValueError unless every precision in `precisions` is made by some format and each
+        format's `format_precisions` list only names precisions it makes: any model's, or with
+        `task`, that task's (an int4 classifier, an int8-static LM are refused, not skipped)."""
+        from edgekd.exporters import get_exporter, precisions_for
+
+        def made(fmt: str) -> list:
+            exporter = get_exporter(fmt)
+            if task is not None:
+                return list(precisions_for(exporter, task))
+            return sorted({*exporter.PRECISIONS, *getattr(exporter, "LM_PRECISIONS", ())})
+
+        kind, it, they = ((f" a {task.TASK} model in", "it does", "they do") if task is not None
+                          else ("", "it exports", "they export"))
+        any_format = sorted({p for f in self.formats for p in made(f)})
+        for i, precision in enumerate(self.precisions):
+            if precision not in any_format:
+                raise ValueError(f"export.precisions[{i}]: no format of "
+                                 f"{', '.join(self.formats) or '(none)'} exports{kind} '{precision}' "
+                                 f"({they}: {', '.join(any_format)})")
+        for fmt, precisions in (self.format_precisions or {}).items():
             for i, precision in enumerate(precisions):
-                if precision not in exportable(fmt):
-                    raise ValueError(f"export.format_precisions.{fmt}[{i}]: {fmt} does not export "
-                                     f"'{precision}' (it exports: {', '.join(sorted(exportable(fmt)))})")
+                if precision not in made(fmt):
+                    raise ValueError(f"export.format_precisions.{fmt}[{i}]: {fmt} does not "
+                                     f"export{kind} '{precision}' ({it}: {', '.join(made(fmt))})")
 
     def options(self, precision: str) -> dict:
         """The exporter options this section sets for `precision` (what export.json records as
         `options`: a rerun with other options exports anew)."""
         if precision != "int4":
             return {}
-        return {key: value for key, value in (("int4_group_size", self.int4_group_size),
-                                              ("int4_ratio", self.int4_ratio),
-                                              ("int4_data_aware", self.int4_data_aware or None))
-                if value is not None}
+        return int4_options(self.int4_group_size, self.int4_ratio, self.int4_data_aware)
 
     def jobs(self, task=None) -> list[tuple[str, str]]:
         """(format, precision) of every pair asked for that the format can export for `task`
@@ -248,27 +266,11 @@ class Recipe:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self):
-        from edgekd.exporters import get_exporter, precisions_for
         from edgekd.tasks import available_tasks, get_task
 
         if self.task not in available_tasks():
             raise ValueError(f"unknown task '{self.task}' (known: {', '.join(available_tasks())})")
-        # every precision asked for must be one some format makes for this task (an int4
-        # classifier, an int8-static LM): refused here rather than silently skipped by jobs()
-        task, formats = get_task(self.task), self.export.formats
-        chosen = self.export.format_precisions or {}
-        for fmt in formats:
-            supported = precisions_for(get_exporter(fmt), task)
-            asked = chosen.get(fmt)
-            for i, precision in enumerate(asked or []):
-                if precision not in supported:
-                    raise ValueError(f"export.format_precisions.{fmt}[{i}]: {fmt} does not export a "
-                                     f"{self.task} model in '{precision}' (it does: {', '.join(supported)})")
-        for i, precision in enumerate(self.export.precisions):
-            if formats and not any(precision in precisions_for(get_exporter(f), task) for f in formats):
-                made = sorted({p for f in formats for p in precisions_for(get_exporter(f), task)})
-                raise ValueError(f"export.precisions[{i}]: no format of {', '.join(formats)} exports a "
-                                 f"{self.task} model in '{precision}' (they do: {', '.join(made)})")
+        self.export.check_precisions(get_task(self.task))
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain data (what is saved into the run folder)."""

@@ -54,15 +54,7 @@ def role_inputs(recipe, data, run_dir: Path, role: str) -> dict:
     tokenizer = load_tokenizer(str(run_dir / role))
     task = get_task(recipe.task)
     if hasattr(task, "export_inputs"):
-        from edgekd.distillation.lm_eval import REFERENCE_FILE
-        from edgekd.pruning.vocab import load_vocab_map
-
-        # an LM's artifacts are scored on the teacher's held-out chunks, as distillation scored
-        # the teacher and the student (the first screen compares those numbers)
-        reference = run_dir / "teacher"
-        return task.export_inputs(tokenizer, data, recipe,
-                                  reference if (reference / REFERENCE_FILE).is_file() else None,
-                                  load_vocab_map(run_dir / role))
+        return task.export_inputs(tokenizer, data, recipe, run_dir / role)
     calibration_texts = [e.text for e in data.train[:recipe.export.calibration_samples]]
     return {"eval_inputs": encode(tokenizer, [e.text for e in data.test], recipe.seq_len),
             "eval_labels": [e.label for e in data.test],

@@ -47,7 +47,8 @@ def export_command(args: argparse.Namespace) -> int:
     eval_inputs = labels = calibration = None
     if args.data:
         eval_inputs, labels, calibration, seq_len = task_inputs(
-            model_dir, args.data, args.seq_len, args.calibration_samples, task)
+            model_dir, args.data, args.seq_len, args.calibration_samples, task,
+            data_aware=bool(options.get("int4_data_aware")))
     if seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
     config = load_config(str(model_dir))
@@ -71,15 +72,13 @@ def export_command(args: argparse.Namespace) -> int:
 def export_options(args: argparse.Namespace) -> dict:
     """The exporter options of the command line (`--int4-group-size`, `--int4-ratio`,
     `--int4-data-aware`: the recipe's export.int4_*), checked."""
-    from edgekd.recipe import check_int4_group_size, check_int4_ratio
+    from edgekd.recipe import check_int4_group_size, check_int4_ratio, int4_options
 
-    options = {key: value for key, value in (
-        ("int4_group_size", getattr(args, "int4_group_size", None)),
-        ("int4_ratio", getattr(args, "int4_ratio", None)),
-        ("int4_data_aware", getattr(args, "int4_data_aware", False) or None)) if value is not None}
-    flags = {key: "--" + key.replace("_", "-") for key in options}
+    options = int4_options(getattr(args, "int4_group_size", None), getattr(args, "int4_ratio", None),
+                           getattr(args, "int4_data_aware", False))
     if options and args.precision != "int4":
-        raise EdgekdError(f"{next(iter(flags.values()))} applies to --precision int4 only")
+        flag = "--" + next(iter(options)).replace("_", "-")
+        raise EdgekdError(f"{flag} applies to --precision int4 only")
     try:
         check_int4_group_size(options.get("int4_group_size"), "--int4-group-size")
         check_int4_ratio(options.get("int4_ratio"), "--int4-ratio")
@@ -95,9 +94,10 @@ def _role(model_dir: Path) -> str | None:
 
 
 def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_samples: int,
-                task=None):
+                task=None, data_aware: bool = False):
     """Encode the task data for `model_dir`: (test inputs, test labels in the model's label ids,
-    calibration inputs from the train split, sequence length)."""
+    calibration inputs from the train split, sequence length). `data_aware`: a recipe-built
+    task's calibration text is wanted (--int4-data-aware)."""
     import numpy as np
     from transformers import AutoConfig, AutoTokenizer
 
@@ -106,7 +106,7 @@ def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_sam
 
     task = task or get_task()
     if hasattr(task, "export_inputs"):
-        return _recipe_inputs(model_dir, data, seq_len, task)
+        return _recipe_inputs(model_dir, data, seq_len, task, data_aware)
     data_split, seq_len = load_data_argument(data, seq_len)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -121,7 +121,7 @@ def task_inputs(model_dir: Path, data: str, seq_len: int | None, calibration_sam
     return test, labels, calibration, seq_len
 
 
-def _recipe_inputs(model_dir: Path, data: str, seq_len: int | None, task):
+def _recipe_inputs(model_dir: Path, data: str, seq_len: int | None, task, data_aware: bool):
     """A task that builds its export inputs from a recipe (a causal LM: held-out prompts of the
     benchmark's lengths, held-out chunks for perplexity): (eval inputs, eval labels, calibration,
     the context to export: --seq-len, else the task's for the recipe)."""
@@ -132,7 +132,7 @@ def _recipe_inputs(model_dir: Path, data: str, seq_len: int | None, task):
     if not data.endswith((".yaml", ".yml")):
         raise EdgekdError(f"a {task.TASK} model's --data must be a recipe (its prompt lengths and "
                           "held-out settings say what to verify on), not a data path")
-    recipe = load_recipe(data)
+    recipe = load_recipe(data, ["export.int4_data_aware=true"] if data_aware else [])
     inputs = task.export_inputs(load_tokenizer(str(model_dir)), task.load_data(recipe.data), recipe)
     return (inputs["eval_inputs"], inputs["eval_labels"], inputs["calibration"],
             seq_len or export_seq_len(recipe))

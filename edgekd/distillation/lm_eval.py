@@ -184,6 +184,17 @@ def reference_chunks(teacher_dir: Path, tokenizer, student_to_teacher=None) -> H
     return HeldOutChunks([np.asarray(ids, np.int64) for ids in same_ids + own], int(len(ref["nll"])))
 
 
+def run_reference_chunks(role_dir: Path, tokenizer) -> HeldOutChunks | None:
+    """`reference_chunks` for a run folder's teacher/ or student/ (its teacher's reference and
+    the role's vocabulary map), or None when the run's teacher has no reference."""
+    from edgekd.pruning.vocab import load_vocab_map
+
+    teacher_dir = Path(role_dir).parent / "teacher"
+    if not (teacher_dir / REFERENCE_FILE).is_file():
+        return None
+    return reference_chunks(teacher_dir, tokenizer, load_vocab_map(role_dir))
+
+
 def _mapped_prefix(ids, to_student) -> np.ndarray:
     """The student ids of the longest prefix of teacher `ids` the student's vocabulary holds."""
     for end in range(len(ids), 0, -1):

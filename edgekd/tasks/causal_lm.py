@@ -340,15 +340,14 @@ def export_seq_len(recipe) -> int:
     return max(recipe.bench.prompt_lengths) + max(recipe.bench.new_tokens, GREEDY_NEW_TOKENS)
 
 
-def export_inputs(tokenizer, data, recipe, reference: Path | None = None, vocab_map=None) -> dict:
+def export_inputs(tokenizer, data, recipe, role_dir: Path | None = None) -> dict:
     """What export verifies an LM artifact on and what its benchmark feeds it, in `tokenizer`'s
     ids: `eval_inputs` = held-out prompts (the first max(bench.prompt_lengths) tokens of
     held-out texts, left-padded; the runner cuts each length from them) and `eval_labels` =
-    held-out chunks scored for perplexity: with `reference` (a teacher folder holding the
-    distillation's `reference.npz`, and the model's `vocab_map` if trimmed) the very chunks the
-    teacher and the PyTorch student were scored on, on the teacher's token basis; else
-    data.max_length-token chunks cut in the model's own tokens. `calibration`: training chunks
-    (data-aware int4)."""
+    held-out chunks scored for perplexity: for a run folder's `role_dir`, the very chunks the
+    teacher and the PyTorch student were scored on (`lm_eval.run_reference_chunks`); else
+    data.max_length-token chunks cut in the model's own tokens. `calibration`: training chunks,
+    when export.int4_data_aware asks for them."""
     texts = [e.text for e in data.test]
     longest = max(recipe.bench.prompt_lengths)
     encoded = tokenizer(texts, add_special_tokens=True)["input_ids"]
@@ -359,16 +358,16 @@ def export_inputs(tokenizer, data, recipe, reference: Path | None = None, vocab_
                           "shorter prompt lengths (or longer texts)")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     ids, mask = pad_batch(prompts, pad, left=True)
-    from edgekd.distillation.lm_eval import calibration_ids, heldout_sets, reference_chunks
+    from edgekd.distillation.lm_eval import calibration_ids, heldout_sets, run_reference_chunks
 
-    if reference is not None:
-        labels = reference_chunks(reference, tokenizer, vocab_map)
-    else:   # the same texts and seed as distillation's, cut in this tokenizer's tokens
+    labels = run_reference_chunks(role_dir, tokenizer) if role_dir is not None else None
+    if labels is None:   # the same texts and seed as distillation's, cut in this tokenizer's tokens
         chunks, _ = heldout_sets(tokenizer, texts, recipe.data.max_length,
                                  recipe.distill.eval_texts, 0, seed=recipe.distill.seed)
         labels = [np.asarray(c, dtype=np.int64) for c in chunks]
     calibration = calibration_ids(tokenizer, [e.text for e in data.train], recipe.data.max_length,
-                                  recipe.export.calibration_samples, seed=recipe.distill.seed)
+                                  recipe.export.calibration_samples, seed=recipe.distill.seed) \
+        if recipe.export.int4_data_aware else ()
     return {"eval_inputs": {"input_ids": ids, "attention_mask": mask}, "eval_labels": labels,
             "calibration": {"input_ids": calibration} if len(calibration) else None}
 
