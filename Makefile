@@ -14,6 +14,7 @@ STAMP  := $(VENV)/.edgekd-installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	@bash scripts/check-disk.sh 4
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
