@@ -228,8 +228,9 @@ def benchmark_generation(args: argparse.Namespace) -> dict:
     sampler = memory.RssSampler().start()
     meter = open_meter(args)
     t0 = time.perf_counter_ns()
+    # only the last prompt position's logits: what an application generating text computes
     generator, settings = runtimes.open_generator(args.model, precision=args.precision,
-                                                  threads=args.threads)
+                                                  threads=args.threads, last_logits_only=True)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     try:
         prompts = generation.load_prompts(args.inputs, args.prompt_lengths)

@@ -44,16 +44,40 @@ def settings(precision: str, threads: int) -> dict:
     return options
 
 
-def _compile(ov, path: str, options: dict):
-    """The compiled IR at `path`, or ArtifactError (its .bin missing, or unreadable)."""
+def _compile(ov, path: str, options: dict, transform=None):
+    """The compiled IR at `path` (after `transform(model)` when given), or ArtifactError (its
+    .bin missing, or unreadable)."""
     weights = os.path.splitext(path)[0] + ".bin"
     if not os.path.isfile(weights):
         raise ArtifactError(f"{os.path.basename(weights)} is missing beside {path} "
                             "(an OpenVINO IR is the .xml and its .bin)")
     try:
-        return ov.Core().compile_model(path, "CPU", dict(options))
+        core = ov.Core()
+        model = transform(core.read_model(path)) if transform else path
+        return core.compile_model(model, "CPU", dict(options))
     except (RuntimeError, ValueError, TypeError) as exc:
         raise ArtifactError(f"openvino cannot load {path}: {first_line(exc)}") from None
+
+
+def last_position_logits(model):
+    """`model` computing the logits of the last position only: its hidden states are sliced to
+    that position before the LM head (the MatMul feeding the `logits` output), as openvino-genai
+    does for generation. Every prompt position still enters the KV cache; what is saved is the
+    LM head on the others (vocabulary x hidden multiply-adds each), which a prefill for
+    generation never reads. A graph of another shape is returned unchanged."""
+    from openvino import opset8
+
+    results = model.get_results()
+    logits = next((r for r in results if "logits" in r.output(0).get_names()), results[0])
+    head = logits.input_value(0).get_node()
+    if head.get_type_name() != "MatMul":
+        return model
+    hidden = head.input_value(0)
+    last = opset8.slice(hidden, np.array([-1]), np.array([np.iinfo(np.int64).max]),
+                        np.array([1]), np.array([1]))
+    head.input(0).replace_source_output(last.output(0))
+    model.validate_nodes_and_infer_types()
+    return model
 
 
 class Adapter:
@@ -84,15 +108,19 @@ class Adapter:
 
 class Generator(StepGenerator):
     """Greedy generation from a stateful causal-LM IR, batch 1: the KV cache lives in the
-    infer request's state between calls (see runtimes.py for the protocol)."""
+    infer request's state between calls (see runtimes.py for the protocol). With
+    `last_logits_only` the prefill returns the last position's logits [1, V] and skips the LM
+    head on the others (`last_position_logits`): for timing generation, not for scoring text."""
     runtime = "openvino"
     max_context = None      # the IR's cache grows with the sequence: only memory limits it
+    can_skip_prompt_logits = True
 
-    def __init__(self, path: str, options: dict):
+    def __init__(self, path: str, options: dict, *, last_logits_only: bool = False):
         ov = import_runtime("openvino", "openvino")
         self.version = ov.get_version()
         self.errors = (RuntimeError, ValueError, TypeError)
-        self.compiled = _compile(ov, path, options)
+        self.compiled = _compile(ov, path, options,
+                                 last_position_logits if last_logits_only else None)
         names = {name for port in self.compiled.inputs for name in port.get_names()}
         missing = [n for n in STATEFUL_LM_INPUTS if n not in names]
         if missing:
@@ -117,6 +145,8 @@ class Generator(StepGenerator):
                 "attention_mask": np.ones((1, total), dtype=np.int64),
                 "position_ids": np.arange(self._past, total, dtype=np.int64)[None, :],
                 "beam_idx": self._beam}
-        result = self.request.infer(feed)
+        # shared inputs and outputs: no copy of the feed into the request, nor of the logits
+        # into a new array before the one copy below (the request reuses its output buffer)
+        result = self.request.infer(feed, share_inputs=True, share_outputs=True)
         self._past = total
         return np.array(result[self.compiled.outputs[0]][0], dtype=np.float32)

@@ -178,14 +178,19 @@ class Greedy:
 
 
 def open_generator(path: str, *, precision: str | None = None, threads: int = 1,
-                   fmt: str | None = None):
+                   fmt: str | None = None, last_logits_only: bool = False):
     """Open `path` for generation with its format's Generator and canonical settings; returns
-    (generator, settings). Verification and the runner's generate scenario both call this."""
+    (generator, settings). Verification and the runner's generate scenario both call this.
+    `last_logits_only`: the prefill need only return the last position's logits (generation
+    reads nothing else; scoring text needs them all), which a Generator that declares
+    `can_skip_prompt_logits` uses to skip the LM head on the other prompt positions."""
     fmt = fmt or format_of(str(path))
     module = module_for(fmt)
     if not hasattr(module, "Generator"):
         raise ArtifactError(f"the {fmt} runtime adapter cannot generate text")
     settings = module.settings(precision or "fp32", int(threads))
+    if last_logits_only and getattr(module.Generator, "can_skip_prompt_logits", False):
+        return module.Generator(str(path), settings, last_logits_only=True), settings
     return module.Generator(str(path), settings), settings
 
 

@@ -150,6 +150,25 @@ def test_fp32_generates_the_pytorch_tokens_and_logits(lm_exports, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_last_logits_only_prefill_returns_the_last_row_and_generates_the_same(lm_exports, kind):
+    from edgekd.benchmarks import runtimes
+
+    models, paths, _ = lm_exports
+    path = paths[(kind, "fp32")]
+    full = ov_generator(path, "fp32")
+    last, _ = runtimes.open_generator(str(path), precision="fp32", threads=1,
+                                      last_logits_only=True)
+    ids = prompts(models[kind])[2]
+    assert len(ids) > 1
+    every, final = full.prefill(ids), last.prefill(ids)
+    assert every.shape == (len(ids), full.vocab_size) and final.shape == (1, full.vocab_size)
+    np.testing.assert_allclose(final[0], every[-1], atol=1e-4)
+    # every prompt position still entered the cache: the next steps match too
+    np.testing.assert_allclose(last.decode(5), full.decode(5), atol=1e-4)
+    np.testing.assert_array_equal(generate(last, models[kind]), generate(full, models[kind]))
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_lower_precisions_generate_valid_tokens(lm_exports, kind):
     models, paths, records = lm_exports
     expected, _ = torch_tokens(models[kind])
@@ -325,3 +344,17 @@ def test_openvino_genai_generates_the_same_tokens_and_times_them(lm_exports):
     text = genai_perf(path.parent, "the cat sat on", 4, threads=1, runs=1)
     assert text["ttft_ms"] > 0
     assert sorted(p.name for p in path.parent.glob("openvino_*.xml")) == ["openvino_model.xml"]
+
+
+def test_genai_and_edgekd_timed_side_by_side_generate_the_same_tokens(lm_exports):
+    from edgekd.exporters.openvino_genai_check import side_by_side
+
+    models, paths, _ = lm_exports
+    path = paths[("llama", "fp32")]
+    ids = prompts(models["llama"])[1]
+    both = side_by_side(path.parent, ids, NEW_TOKENS, threads=1, runs=2)
+    np.testing.assert_array_equal(both["genai"]["tokens"], both["edgekd"]["tokens"])
+    np.testing.assert_array_equal(both["edgekd"]["tokens"],
+                                  generate(ov_generator(path, "fp32"), models["llama"])[1])
+    for name in ("genai", "edgekd"):
+        assert both[name]["ttft_ms"] > 0 and both[name]["tpot_ms"] > 0
