@@ -32,6 +32,15 @@ INFERENCE_PRECISION = {"bf16": "bf16"}
 STATEFUL_LM_INPUTS = ("input_ids", "attention_mask", "position_ids", "beam_idx")
 
 
+def stateful_lm_feed(ids: np.ndarray, past: int = 0) -> dict:
+    """The stateful causal-LM IR's inputs (`STATEFUL_LM_INPUTS`) for the token ids `ids` (int64
+    [n]) following `past` tokens already in the cache, batch 1 (beam row 0 keeps its cache)."""
+    total = past + len(ids)
+    return {"input_ids": ids[None, :], "attention_mask": np.ones((1, total), dtype=np.int64),
+            "position_ids": np.arange(past, total, dtype=np.int64)[None, :],
+            "beam_idx": np.zeros(1, dtype=np.int32)}
+
+
 def settings(precision: str, threads: int) -> dict:
     """LATENCY hint (one stream, one request at a time: what a single synchronous call measures)
     and the inference precision pinned to f32 unless the artifact's precision is bf16; for fp32
@@ -131,7 +140,6 @@ class Generator(StepGenerator):
             raise ArtifactError(f"{path}: the logits output has no fixed vocabulary size")
         self.vocab_size = vocab.get_length()
         self.request = self.compiled.create_infer_request()
-        self._beam = np.zeros(1, dtype=np.int32)   # one sequence: row 0 keeps its own cache
         self._past = 0
 
     def reset(self) -> None:
@@ -140,13 +148,9 @@ class Generator(StepGenerator):
         self._past = 0
 
     def _step(self, ids: np.ndarray) -> np.ndarray:
-        total = self._past + len(ids)
-        feed = {"input_ids": ids[None, :],
-                "attention_mask": np.ones((1, total), dtype=np.int64),
-                "position_ids": np.arange(self._past, total, dtype=np.int64)[None, :],
-                "beam_idx": self._beam}
+        feed = stateful_lm_feed(ids, self._past)
         # shared inputs and outputs: no copy of the feed into the request, nor of the logits
         # into a new array before the one copy below (the request reuses its output buffer)
         result = self.request.infer(feed, share_inputs=True, share_outputs=True)
-        self._past = total
+        self._past += len(ids)
         return np.array(result[self.compiled.outputs[0]][0], dtype=np.float32)

@@ -278,13 +278,9 @@ def _lm_calibration_items(calibration: dict[str, np.ndarray] | None) -> list[dic
     """The stateful IR's inputs for each calibration chunk (nncf resets the state per item)."""
     if not calibration or not len(calibration.get("input_ids", ())):
         raise EdgekdError("openvino int4 data-aware needs calibration text (a recipe's training split)")
-    items = []
-    for ids in np.asarray(calibration["input_ids"], np.int64):
-        n = len(ids)
-        items.append({"input_ids": ids[None], "attention_mask": np.ones((1, n), np.int64),
-                      "position_ids": np.arange(n, dtype=np.int64)[None],
-                      "beam_idx": np.zeros(1, np.int32)})
-    return items
+    from edgekd.benchmarks.runtime_openvino import stateful_lm_feed
+
+    return [stateful_lm_feed(ids) for ids in np.asarray(calibration["input_ids"], np.int64)]
 
 
 def _set_kv_cache_precision(model, precision: str | None) -> None:

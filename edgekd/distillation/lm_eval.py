@@ -24,17 +24,23 @@ from edgekd.tasks.causal_lm import GREEDY_NEW_TOKENS, greedy_tokens, pad_batch, 
 REFERENCE_FILE = "reference.npz"
 
 
+def shuffled_chunk_ids(tokenizer, texts: list[str], max_length: int, seed: int,
+                       limit: int | None = None) -> list[list[int]]:
+    """The token ids of the first `limit` (default all) pieces of at most `max_length` tokens
+    cut from `texts` (`data.chunk_texts`), in an order shuffled with `seed`."""
+    from edgekd.data import chunk_texts
+
+    pieces = chunk_texts(tokenizer, texts, max_length)
+    random.Random(seed).shuffle(pieces)
+    return tokenizer(pieces[:limit], truncation=True, max_length=max_length)["input_ids"]
+
+
 def heldout_sets(tokenizer, texts: list[str], max_length: int, n_chunks: int, n_prompts: int,
                  prompt_tokens: int = 32, seed: int = 0) -> tuple[list[list[int]], list[list[int]]]:
     """(chunks, prompts) in the tokenizer's ids: `n_chunks` pieces of `max_length` tokens cut
     from the held-out `texts` (shuffled with `seed`), and `n_prompts` prompts of at most
     `prompt_tokens` tokens (half the chunk, if shorter), the starts of other pieces."""
-    from edgekd.data import chunk_texts
-
-    pieces = chunk_texts(tokenizer, texts, max_length)
-    random.Random(seed).shuffle(pieces)
-    encoded = [ids for ids in tokenizer(pieces, truncation=True, max_length=max_length)["input_ids"]
-               if len(ids) >= 2]
+    encoded = [ids for ids in shuffled_chunk_ids(tokenizer, texts, max_length, seed) if len(ids) >= 2]
     chunks = encoded[:n_chunks]
     rest = encoded[n_chunks:] or encoded
     prompts = [ids[:min(prompt_tokens, len(ids) // 2)] for ids in rest[:n_prompts]]
@@ -44,11 +50,7 @@ def heldout_sets(tokenizer, texts: list[str], max_length: int, n_chunks: int, n_
 def calibration_ids(tokenizer, texts: list[str], max_length: int, n: int, seed: int = 0) -> np.ndarray:
     """[<= n, max_length] token ids: full-length chunks of `texts` (the training split: what
     data-aware weight compression calibrates on), shuffled with `seed`."""
-    from edgekd.data import chunk_texts
-
-    pieces = chunk_texts(tokenizer, texts, max_length)
-    random.Random(seed).shuffle(pieces)
-    encoded = tokenizer(pieces[:2 * n], truncation=True, max_length=max_length)["input_ids"]
+    encoded = shuffled_chunk_ids(tokenizer, texts, max_length, seed, limit=2 * n)
     full = [ids for ids in encoded if len(ids) == max_length][:n]
     return np.asarray(full, np.int64).reshape(len(full), max_length)
 
