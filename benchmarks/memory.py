@@ -13,21 +13,26 @@ import threading
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _rss_reader():
-    """A zero-argument function returning the current RSS in bytes (psutil, else /proc)."""
+def _rss_reader(use_psutil: bool = True):
+    """A zero-argument function returning the current RSS in bytes (psutil, else /proc).
+
+    Thread-safe: the sampler thread and the measuring thread both call it."""
     try:
+        if not use_psutil:
+            raise ImportError
         import psutil
 
         proc = psutil.Process()
         return lambda: proc.memory_info().rss
     except ImportError:
         pass
-    if os.path.exists("/proc/self/statm"):
-        handle = open("/proc/self/statm", "rb")  # kept open: re-reading is cheaper than reopening
+    if os.path.exists("/proc/self/statm") and hasattr(os, "pread"):
+        # Kept open: re-reading is cheaper than reopening. pread, not seek + read: a file
+        # position shared by two threads lets one of them read the empty end of the file.
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
 
         def read() -> int:
-            handle.seek(0)
-            return int(handle.read().split()[1]) * _PAGE
+            return int(os.pread(fd, 256, 0).split()[1]) * _PAGE
 
         return read
     return lambda: max_rss_bytes()
@@ -64,16 +69,18 @@ class RssSampler:
         self.interval_s = interval_s
         self._read = _rss_reader()
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the sampler thread and the caller both update the peaks
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
         self.peak_bytes = self.window_peak_bytes = self._read()
         self._in_window = False
 
     def _sample(self) -> None:
         rss = self._read()
-        if rss > self.peak_bytes:
-            self.peak_bytes = rss
-        if self._in_window and rss > self.window_peak_bytes:
-            self.window_peak_bytes = rss
+        with self._lock:
+            if rss > self.peak_bytes:
+                self.peak_bytes = rss
+            if self._in_window and rss > self.window_peak_bytes:
+                self.window_peak_bytes = rss
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -85,14 +92,16 @@ class RssSampler:
 
     def begin_window(self) -> None:
         """Start measuring the window peak (the measured loop)."""
-        self.window_peak_bytes = self._read()
-        self._in_window = True
+        rss = self._read()
+        with self._lock:
+            self.window_peak_bytes, self._in_window = rss, True
 
     def end_window(self) -> int:
         """Stop the window; returns its peak RSS in bytes."""
         self._sample()
-        self._in_window = False
-        return self.window_peak_bytes
+        with self._lock:
+            self._in_window = False
+            return self.window_peak_bytes
 
     def stop(self) -> None:
         self._stop.set()

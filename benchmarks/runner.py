@@ -26,6 +26,7 @@ import platform
 import socket
 import sys
 import time
+import traceback
 
 import numpy as np
 
@@ -351,6 +352,17 @@ def artifact_size(path: str) -> int:
     return os.path.getsize(path) + sum(os.path.getsize(p) for p in extra if os.path.isfile(p))
 
 
+def unexpected_error_line(exc: BaseException) -> str:
+    """One line for an exception no adapter anticipated: its type, first message line and the
+    innermost frame that raised it (a bug report from a board must say where, not only what)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames or isinstance(exc, (ValueError, OSError)):  # those say what was wrong with the input
+        return f"{type(exc).__name__}: {first}"
+    last = frames[-1]
+    return f"{type(exc).__name__}: {first} (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Keep stdout for the JSON alone: runtimes and their native code may print to fd 1.
@@ -374,8 +386,7 @@ def main(argv=None) -> int:
         print(f"runner: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the device boundary: the host shows this line, not a traceback
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"runner: {type(exc).__name__}: {first[:500]}", file=sys.stderr)
+        print(f"runner: {unexpected_error_line(exc)}", file=sys.stderr)
         return 2
     json.dump(result, json_out)
     json_out.write("\n")

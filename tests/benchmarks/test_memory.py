@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import edgekd.benchmarks.memory as memory
@@ -28,3 +29,23 @@ def test_sampler_sees_an_allocation():
     del block
     assert peak >= 150 * 1024 * 1024
     assert memory.max_rss_bytes() >= peak * 0.9
+
+
+def test_proc_reader_is_safe_from_two_threads_at_once():
+    # The runner's sampler thread and its measuring thread read RSS at the same time; on a
+    # device without psutil a shared file position once made one of them read an empty file.
+    read, errors = memory._rss_reader(use_psutil=False), []
+
+    def hammer():
+        try:
+            for _ in range(20_000):
+                assert read() > 0
+        except Exception as exc:  # noqa: BLE001 - any failure in a thread is the finding
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

@@ -90,6 +90,27 @@ def test_corrupt_artifact_is_one_line_and_no_json(runner_dir, onnx_dir, tmp_path
     assert proc.returncode == 2 and "artifact not found" in proc.stderr
 
 
+BUGGY_ADAPTER = """
+SUFFIXES = (".buggy",)
+def settings(precision, threads):
+    return {}
+class Adapter:
+    def __init__(self, path, options):
+        self.inputs = [][1]  # a bug in an adapter, not a bad artifact
+"""
+
+
+def test_an_unexpected_error_says_where_it_was_raised(runner_dir, onnx_dir, tmp_path):
+    (runner_dir / "runtime_buggy.py").write_text(BUGGY_ADAPTER)
+    model = tmp_path / "model.buggy"
+    model.write_bytes(b"x")
+    proc = run(runner_dir, model, onnx_dir / "inputs.npz")
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("runner:")]
+    assert lines == ["runner: IndexError: list index out of range "
+                     "(at runtime_buggy.py:7 in __init__)"]
+
+
 def test_missing_runtime_names_the_pip_package(runner_dir, openvino_dir):
     if not DEVICE_PYTHON.exists():
         pytest.skip(".venv-device is absent (bash scripts/device-venv.sh): it is the Python "
