@@ -90,6 +90,20 @@ def test_estimate_is_cpu_time_times_the_power_figure():
     assert joules == pytest.approx(2.0 * (sum(os.times()[:2]) - c0), abs=0.05) and joules > 0.3
 
 
+def test_estimate_resolves_windows_shorter_than_a_clock_tick():
+    # A millisecond-long measured window is common (a tiny model, --min-time 0); the estimate
+    # must not read 0 J or one 10 ms clock tick there.
+    meter = energy.open_meter("estimate", watts_per_core=1.0)
+    readings = []
+    for _ in range(5):
+        meter.start()
+        end = time.process_time() + 0.002
+        while time.process_time() < end:  # burn 2 ms of CPU
+            pass
+        readings.append(meter.stop())
+    assert all(0.0015 <= j < 0.05 for j in readings), readings
+
+
 def test_rss_sampler_sees_a_window_allocation():
     sampler = memory.RssSampler(interval_s=0.005).start()
     sampler.begin_window()
