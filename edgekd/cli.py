@@ -41,6 +41,15 @@ def _add_measure_options(parser: argparse.ArgumentParser, min_time: float, time_
     parser.add_argument("--min-time", type=float, default=min_time, help=time_help)
 
 
+def _add_generate_options(parser: argparse.ArgumentParser) -> None:
+    """How a causal LM is measured generating: shared by `bench` and `ab`."""
+    parser.add_argument("--prompt-lengths", default="64,256",
+                        help="causal LMs (measured generating): prompt lengths in tokens, "
+                             "comma-separated (default 64,256)")
+    parser.add_argument("--new-tokens", type=int, default=32,
+                        help="causal LMs: new tokens generated per prompt, greedy (default 32)")
+
+
 def _add_gate_outputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rule", default="estimate", choices=("estimate", "bound"),
                         help="estimate (default): a significant slowdown whose estimate exceeds "
@@ -107,11 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3,
                    help="fresh-process measurements of each artifact, interleaved (default 3; "
                         "5 for a CI gate, docs/regression-gate.md)")
-    p.add_argument("--prompt-lengths", default="64,256",
-                   help="causal LMs (measured generating): prompt lengths in tokens, "
-                        "comma-separated (default 64,256)")
-    p.add_argument("--new-tokens", type=int, default=32,
-                   help="causal LMs: new tokens generated per prompt, greedy (default 32)")
+    _add_generate_options(p)
     p.add_argument("--out", required=True, help="result JSON file")
     p.set_defaults(handler="edgekd.benchmarks.command:bench_command")
 
@@ -163,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("candidate", help="candidate artifact (file or export folder)")
     p.add_argument("--pairs", type=int, default=5, help="A/B pairs, each two fresh processes (default 5)")
     _add_measure_options(p, 2.0, "seconds per process")
+    _add_generate_options(p)
     p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
     p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
     p.add_argument("--out", help="also write both sides' entries (edgekd.report/1 JSON)")

@@ -110,8 +110,10 @@ def ab_command(args) -> int:
     from rich.console import Console
 
     from edgekd.benchmarks.bench import bench_document, prepare
+    from edgekd.benchmarks.command import generate_options
     from edgekd.files import write_json_atomic
-    from edgekd.report.compare import ALPHA, parse_threshold, render_markdown, write_outputs
+    from edgekd.report.compare import (ALPHA, check_outputs, parse_threshold, render_markdown,
+                                       write_outputs)
     from edgekd.targets.profiles import get_target
 
     threshold = parse_threshold(args.max_slowdown)
@@ -121,10 +123,13 @@ def ab_command(args) -> int:
                           "--warmup and --min-time >= 0")
     if args.pairs < 2:
         raise EdgekdError(f"--pairs must be >= 2 for a paired test (5 recommended), got {args.pairs}")
+    # Every output place is checked before the first measurement, not after minutes of it.
+    check_outputs(args.md, args.json, args.out)
+    generate = generate_options(args)
     target = get_target(args.target)
     sides = [prepare(path, target, threads=args.threads, batch_size=args.batch_size,
                      seq_len=args.seq_len, warmup=args.warmup, min_iterations=args.min_iterations,
-                     min_time_s=args.min_time, energy="none")
+                     min_time_s=args.min_time, energy="none", generate=generate)
              for path in (args.baseline, args.candidate)]
     console = Console(stderr=True)
 

@@ -318,6 +318,17 @@ def verdicts_document(result: dict[str, Any]) -> dict[str, Any]:
             "entries": [{k: r.get(k) for k in keep} for r in result["rows"]]}
 
 
+def check_outputs(md_file: str | None, json_file: str | None, out_file: str | None = None) -> None:
+    """Refuse, before any work, an output file that cannot be written (a folder of that name,
+    a file where a folder should be): an error after the verdict would exit 1, which a CI gate
+    reads as a regression."""
+    from edgekd.checks import check_output_file
+
+    for path, flag in ((md_file, "--md"), (json_file, "--json"), (out_file, "--out")):
+        if path:
+            check_output_file(path, flag)
+
+
 def write_outputs(result: dict[str, Any], markdown: str, md_file: str | None,
                   json_file: str | None) -> None:
     """Write the Markdown summary and/or the JSON verdicts, atomically, where asked."""
@@ -333,6 +344,7 @@ def compare_command(args) -> int:
     """`edgekd compare BASELINE CANDIDATE [--metric p50] [--max-slowdown 5%]
     [--allow-different-env] [--md FILE] [--json FILE]`: 0 ok, 1 regressed."""
     threshold = parse_threshold(args.max_slowdown)
+    check_outputs(getattr(args, "md", None), getattr(args, "json", None))
     result = compare_reports(load_entries(args.baseline), load_entries(args.candidate),
                              args.metric, threshold,
                              allow_different_env=getattr(args, "allow_different_env", False),

@@ -116,6 +116,16 @@ def test_compare_bad_threshold(refuse, work, baseline, threshold):
     refuse(["compare", baseline, baseline, f"--max-slowdown={threshold}"], "--max-slowdown")
 
 
+@pytest.mark.parametrize("flag", ["--md", "--json"])
+@pytest.mark.parametrize("place", ["a-folder", "a-file/out"], ids=["folder", "under-a-file"])
+def test_compare_output_that_cannot_be_written_is_refused_before_the_verdict(
+        refuse, work, baseline, flag, place):
+    # An error after the verdict exited 1, which a CI gate reads as "regressed".
+    (work / "a-folder").mkdir()
+    (work / "a-file").write_text("x")
+    refuse(["compare", baseline, baseline, flag, work / place], (flag, place.split("/")[0]))
+
+
 # -- targets --------------------------------------------------------------------------------------
 
 def test_targets_check_unknown_profile(refuse, work):

@@ -137,6 +137,19 @@ def test_runner_generate_scenario_on_a_real_tiny_lm(lm_folder):
     assert proc.stderr.strip().splitlines()[-1].startswith("runner: ") and "64 tokens" in proc.stderr
 
 
+def test_ab_gates_an_lm_at_the_prompt_lengths_it_is_given(lm_folder, tmp_path, capsys):
+    from edgekd.cli import main
+
+    verdicts = tmp_path / "verdicts.json"
+    code = main(["ab", str(lm_folder), str(lm_folder), "--pairs", "2", "--warmup", "1",
+                 "--min-iterations", "1", "--min-time", "0", "--prompt-lengths", "8,30",
+                 "--new-tokens", "4", "--max-slowdown", "1000%", "--json", str(verdicts)])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads(verdicts.read_text())
+    assert [e["measure"] for e in doc["entries"]] == ["TPOT", "TTFT @8", "TTFT @30"]
+    assert all(e["n_repeats"] == [2, 2] for e in doc["entries"])
+
+
 def test_bench_measures_an_lm_generating_and_names_its_file(lm_folder):
     entry = bench_artifact(lm_folder, "local", threads=1, batch_size=1, seq_len=None, warmup=1,
                            min_iterations=1, min_time_s=0, energy="none", repeats=2,

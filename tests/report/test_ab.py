@@ -92,3 +92,13 @@ def test_ab_bad_input_exits_2_before_measuring(onnx_dir, tmp_path, capsys, runne
         assert len(runner_calls) == before          # refused before anything was measured
     assert main(["ab", str(tmp_path / "nope.onnx"), str(onnx_dir), *FAST]) == 2
     assert "artifact not found" in capsys.readouterr().err
+    (tmp_path / "a-folder").mkdir()
+    for flag in ("--md", "--json", "--out"):   # output places are checked first, not after measuring
+        before = len(runner_calls)
+        assert main(["ab", str(onnx_dir), str(onnx_dir), *FAST, flag, str(tmp_path / "a-folder")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("edgekd ab: error:") and flag in err and err.count("\n") == 1
+        assert len(runner_calls) == before
+    for bad in (["--prompt-lengths", "abc"], ["--new-tokens", "1"]):
+        assert main(["ab", str(onnx_dir), str(onnx_dir), *FAST, *bad]) == 2
+        assert bad[0] in capsys.readouterr().err
