@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fp32 (default), fp16, int8-dynamic, int8-static, or another the format "
                         "exports (OpenVINO: bf16)")
     p.add_argument("--task", default=None, choices=available_tasks(),
-                   help="what the model computes (default: text-classification)")
+                   help="what the model computes (default: from the model's config: "
+                        "causal-lm for a *ForCausalLM, else text-classification)")
     p.add_argument("--data", help="recipe YAML or data path: inputs for verification and calibration")
     p.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the recipe's "
                    "data.max_length, else 128)")

@@ -8,6 +8,7 @@ generated token inputs and accuracy is null.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from edgekd.errors import EdgekdError
@@ -22,16 +23,18 @@ def export_command(args: argparse.Namespace) -> int:
     from edgekd.exporters import check_supported, export_artifact
     from edgekd.exporters.verify import check_model_dir
     from edgekd.models import check_weights_fit, load_config
-    from edgekd.tasks import get_task
+    from edgekd.tasks import get_task, task_for_model
 
     quiet_libraries()  # converter imports log warnings that would bury the one error line
     # Every check that needs no model comes first: nothing is converted, nothing written.
     check_output_dir(args.out, "--out")
-    task = get_task(getattr(args, "task", None))
+    get_task(getattr(args, "task", None))  # an unknown --task is refused before the model is read
     options = export_options(args)
     model_dir = check_model_dir(args.model_dir)
     for weights in sorted(model_dir.glob("*.safetensors")):
         check_safetensors(weights)
+    config = load_config(str(model_dir))
+    task = task_for_model(config, getattr(args, "task", None), str(model_dir))
     if args.calibration_samples < 1:
         raise EdgekdError("--calibration-samples must be >= 1")
     if args.seq_len is not None and args.seq_len < 2:
@@ -51,7 +54,6 @@ def export_command(args: argparse.Namespace) -> int:
             data_aware=bool(options.get("int4_data_aware")))
     if seq_len < 2:
         raise EdgekdError("--seq-len must be >= 2")
-    config = load_config(str(model_dir))
     check_weights_fit(model_dir, config, f"{model_dir}:")
     positions = getattr(config, "max_position_embeddings", None)
     if positions and seq_len > positions:
@@ -64,7 +66,7 @@ def export_command(args: argparse.Namespace) -> int:
     print_summary([record], Path(args.out))
     if record["status"] != "ok":
         print(f"edgekd export: {record['name']} failed verification: {record['error']} "
-              f"(kept for inspection in {args.out})")
+              f"(kept for inspection in {args.out})", file=sys.stderr)
         return 1
     return 0
 

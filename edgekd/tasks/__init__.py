@@ -31,3 +31,25 @@ def get_task(name: str | None = None) -> ModuleType:
     if name not in available_tasks():
         raise EdgekdError(f"unknown task '{name}' (known: {', '.join(available_tasks())})")
     return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
+
+
+def task_for_model(config, name: str | None, where: str) -> ModuleType:
+    """The task to export a model with: `name` when given (EdgekdError when the model is not
+    one that task handles, e.g. `text-classification` for a Llama), else the first task that
+    accepts the model's config, the default task first (a `*ForCausalLM` folder is a
+    `causal-lm` without being told)."""
+    if name:
+        task = get_task(name)
+        task.check_config(config, where)
+        return task
+    names = [DEFAULT_TASK] + [n for n in available_tasks() if n != DEFAULT_TASK]
+    first_error = None
+    for candidate in names:
+        task = get_task(candidate)
+        try:
+            task.check_config(config, where)
+        except EdgekdError as exc:
+            first_error = first_error or exc
+            continue
+        return task
+    raise first_error

@@ -47,10 +47,17 @@ def test_failed_verification_exits_1_naming_the_artifact(export_model_dir, tiny_
     out = tmp_path / "bad"
     code = main(["export", str(model_dir), "--format", "onnx", "--precision", "int8-dynamic",
                  "--data", str(tiny_data_dir), *SEQ, "--out", str(out)])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert code == 1
     assert "teacher-onnx-int8-dynamic failed verification" in printed
     assert (out / "model.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from tiny_lm import save_tiny_lm
+
+    return save_tiny_lm(tmp_path_factory.mktemp("llama") / "llama", "llama", layers=2)
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -68,12 +75,24 @@ def test_failed_verification_exits_1_naming_the_artifact(export_model_dir, tiny_
     (["--format", "onnx", "--precision", "int4", "--task", "causal-lm", "--int4-ratio", "0.5"],
      "onnx int4 does not take export.int4_ratio"),
 ])
-def test_user_mistakes_are_one_line_errors(argv, message, export_model_dir, tmp_path, capsys):
+def test_user_mistakes_are_one_line_errors(argv, message, export_model_dir, tiny_llama, tmp_path,
+                                           capsys):
     out = tmp_path / "out"
-    code = main(["export", str(export_model_dir), *argv, "--out", str(out)])
+    model_dir = tiny_llama if "causal-lm" in argv else export_model_dir
+    code = main(["export", str(model_dir), *argv, "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_task_the_model_does_not_compute_is_refused_before_any_work(export_model_dir, tmp_path,
+                                                                      capsys):
+    out = tmp_path / "out"
+    code = main(["export", str(export_model_dir), "--format", "onnx", "--task", "causal-lm",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a causal language model (BertForSequenceClassification)" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_not_a_model_folder_is_a_one_line_error(tiny_data_dir, tmp_path, capsys):
@@ -94,8 +113,8 @@ def test_data_with_other_labels_than_the_model_is_refused(export_model_dir, tmp_
 
 
 def test_a_causal_lm_exports_its_own_precisions_with_options(tmp_path, capsys):
-    """`--task causal-lm` checks the LM precisions (int4 is one for ONNX, not for a classifier)
-    and passes --int4-group-size to the exporter, which records it."""
+    """`--task causal-lm` checks the LM precisions and passes --int4-group-size to the exporter,
+    which records it; a *ForCausalLM is a causal-lm without --task, and not a classifier."""
     from tiny_lm import save_tiny_lm
 
     model_dir = save_tiny_lm(tmp_path / "llama", "llama", layers=2)
@@ -107,8 +126,14 @@ def test_a_causal_lm_exports_its_own_precisions_with_options(tmp_path, capsys):
     assert record["status"] == "ok" and record["precision"] == "int4"
     assert record["options"] == {"int4_group_size": 16} and record["settings"]["group_size"] == 16
     code = main(["export", str(model_dir), "--format", "onnx", "--precision", "int4",
-                 *SEQ, "--out", str(tmp_path / "classifier")])
-    assert code == 2 and "onnx cannot export int4" in capsys.readouterr().err
+                 "--task", "text-classification", *SEQ, "--out", str(tmp_path / "classifier")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a causal language model (LlamaForCausalLM)" in err
+    assert not (tmp_path / "classifier").exists()
+    # Without --task, the config's *ForCausalLM makes it a causal-lm export.
+    code = main(["export", str(model_dir), "--format", "onnx", *SEQ, "--out", str(tmp_path / "told")])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "told" / "export.json").read_text())["task"] == "causal-lm"
     code = main(["export", str(model_dir), "--format", "onnx", "--task", "causal-lm",
                  "--data", str(tmp_path), "--out", str(tmp_path / "with-data")])
     err = capsys.readouterr().err
