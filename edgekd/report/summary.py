@@ -53,9 +53,6 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if is_generative(student):
         return generation_summary_rows(teacher, student)
 
-    def ratio(a, b):
-        return fmt_ratio(a / b) if a and b else "—"
-
     acc_t, acc_s = teacher.get("accuracy"), student.get("accuracy")
     diff = "—" if acc_t is None or acc_s is None else f"{100 * (acc_s - acc_t):+.2f} points"
     mem_t, mem_s = teacher.get("peak_memory_mb"), student.get("peak_memory_mb")
@@ -65,20 +62,35 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("artifact", teacher["name"], student["name"], ""),
         ("accuracy", fmt_acc(acc_t), fmt_acc(acc_s), diff),
         ("p50 latency", fmt_ms(latency(teacher)), fmt_ms(latency(student)),
-         f"{ratio(latency(teacher), latency(student))} speed-up"),
+         _versus(latency(teacher), latency(student), "speed-up")),
         ("p99 latency", fmt_ms(latency(teacher, "p99")), fmt_ms(latency(student, "p99")),
-         f"{ratio(latency(teacher, 'p99'), latency(student, 'p99'))} speed-up"),
+         _versus(latency(teacher, "p99"), latency(student, "p99"), "speed-up")),
         ("size", fmt_bytes(teacher.get("size_bytes")), fmt_bytes(student.get("size_bytes")),
-         f"{ratio(teacher.get('size_bytes'), student.get('size_bytes'))} smaller"),
-        ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), f"{ratio(mem_t, mem_s)} less"),
-        ("GFLOP / inference", _gflop(g_t), _gflop(g_s), f"{ratio(g_t, g_s)} fewer" if g_t and g_s else "—"),
+         _versus(teacher.get("size_bytes"), student.get("size_bytes"), "smaller")),
+        ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), _versus(mem_t, mem_s, "less")),
+        ("GFLOP / inference", _gflop(g_t), _gflop(g_s), _versus(g_t, g_s, "fewer")),
         ("energy / inference", fmt_energy(teacher), fmt_energy(student),
-         f"{ratio(e_t, e_s)} less" if e_t and e_s else "—"),
+         _versus(e_t, e_s, "less")),
     ]
 
 
 def _ratio(a: float | None, b: float | None) -> str:
     return fmt_ratio(a / b) if a and b else "—"
+
+
+# The words for "the student is better by" and "worse by" of each comparison.
+WORDS = {"speed-up": "slow-down", "faster": "slower", "smaller": "larger", "less": "more",
+         "fewer": "more"}
+
+
+def _versus(teacher: float | None, student: float | None, better: str) -> str:
+    """The student against the teacher on a lower-is-better measure, read the right way
+    round: '5.25× smaller' when it wins, '1.27× larger' (not '0.79× smaller') when it loses."""
+    if not (teacher and student):
+        return "—"
+    if student <= teacher:
+        return f"{fmt_ratio(teacher / student)} {better}"
+    return f"{fmt_ratio(student / teacher)} {WORDS[better]}"
 
 
 def generation_summary_rows(teacher: Entry, student: Entry) -> list[tuple[str, str, str, str]]:
@@ -100,21 +112,21 @@ def generation_summary_rows(teacher: Entry, student: Entry) -> list[tuple[str, s
         # the teacher's own (metrics.json: 100%, against itself) would compare nothing
         ("greedy agreement", "—", fmt_share(greedy_agreement(student)),
          "vs the teacher" if student.get("format") == "pytorch" else "vs its PyTorch source"),
-        ("decode tokens/s", fmt_rate(dec_t), fmt_rate(dec_s), f"{_ratio(dec_s, dec_t)} faster"),
+        ("decode tokens/s", fmt_rate(dec_t), fmt_rate(dec_s), _versus(dec_s, dec_t, "faster")),
     ]
     for n in prompt_lengths(student):
         t, s = ttft(teacher, n), ttft(student, n)
-        rows.append((f"TTFT p50 @{n} tokens", fmt_ms(t), fmt_ms(s), f"{_ratio(t, s)} faster"))
+        rows.append((f"TTFT p50 @{n} tokens", fmt_ms(t), fmt_ms(s), _versus(t, s, "faster")))
     rows += [
         ("TPOT p50", fmt_ms(latency(teacher)), fmt_ms(latency(student)),
-         f"{_ratio(latency(teacher), latency(student))} faster"),
+         _versus(latency(teacher), latency(student), "faster")),
         ("size", fmt_bytes(teacher.get("size_bytes")), fmt_bytes(student.get("size_bytes")),
-         f"{_ratio(teacher.get('size_bytes'), student.get('size_bytes'))} smaller"),
-        ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), f"{_ratio(mem_t, mem_s)} less"),
+         _versus(teacher.get("size_bytes"), student.get("size_bytes"), "smaller")),
+        ("peak memory", fmt_mb(mem_t), fmt_mb(mem_s), _versus(mem_t, mem_s, "less")),
         ("GFLOP / token", fmt_number(g_t), fmt_number(g_s),
-         f"{_ratio(g_t, g_s)} fewer" if g_t and g_s else "—"),
+         _versus(g_t, g_s, "fewer")),
         ("energy / token", fmt_energy_per_token(teacher), fmt_energy_per_token(student),
-         f"{_ratio(e_t, e_s)} less" if e_t and e_s else "—"),
+         _versus(e_t, e_s, "less")),
     ]
     return rows
 

@@ -266,3 +266,12 @@ def test_each_target_is_described_by_its_own_machine(tmp_path):
     for text in (md, html):
         assert "Cortex-A72" in text and "Host CPU 1" in text and "onnxruntime 1.16.0" in text
     assert "## Targets (as each target's runner described its machine)" in md
+
+
+def test_a_student_that_loses_is_said_to_lose_not_a_ratio_below_one():
+    from edgekd.report.summary import _versus
+
+    assert _versus(100.0, 20.0, "smaller") == "5.00× smaller"
+    assert _versus(233.8, 297.5, "smaller") == "1.27× larger"     # not "0.79× smaller"
+    assert _versus(10.0, 12.5, "speed-up") == "1.25× slow-down"
+    assert _versus(None, 3.0, "less") == "—"
