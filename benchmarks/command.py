@@ -26,10 +26,7 @@ def bench_command(args: argparse.Namespace) -> int:
     from edgekd.files import write_json_atomic
     from edgekd.targets.profiles import get_target
 
-    if args.threads < 1 or args.batch_size < 1 or args.min_iterations < 1 or args.warmup < 0 \
-            or args.min_time < 0 or (args.seq_len is not None and args.seq_len < 1):
-        raise EdgekdError("--threads, --batch-size, --min-iterations, --seq-len must be >= 1; "
-                          "--warmup and --min-time >= 0")
+    check_measure_options(args)
     if not args.out.endswith(".json"):
         raise EdgekdError(f"--out must name a .json file, got {args.out}")
     repeats = getattr(args, "repeats", 3)
@@ -73,6 +70,16 @@ def bench_command(args: argparse.Namespace) -> int:
     write_json_atomic(args.out, bench_document(entries))
     console.print(f"wrote {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} to {args.out}")
     return 0
+
+
+def check_measure_options(args: argparse.Namespace) -> None:
+    """EdgekdError naming the first out-of-range measuring option and its value (`bench`, `ab`)."""
+    at_least = [("--threads", args.threads, 1), ("--batch-size", args.batch_size, 1),
+                ("--min-iterations", args.min_iterations, 1), ("--seq-len", args.seq_len, 1),
+                ("--warmup", args.warmup, 0), ("--min-time", args.min_time, 0)]
+    for flag, value, low in at_least:
+        if value is not None and value < low:
+            raise EdgekdError(f"{flag} must be >= {low}, got {value:g}")
 
 
 def generate_options(args: argparse.Namespace) -> dict:

@@ -33,12 +33,18 @@ def _add_measure_options(parser: argparse.ArgumentParser, min_time: float, time_
     """Where and how an artifact is measured: shared by `bench` and `ab`."""
     parser.add_argument("--target", default="local",
                         help="local, ssh://user@host:port or a profile name")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-len", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--min-iterations", type=int, default=50)
-    parser.add_argument("--min-time", type=float, default=min_time, help=time_help)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="the runtime's intra-op threads (default 1)")
+    parser.add_argument("--batch-size", type=int, default=1, help="examples per call (default 1)")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="tokens per example (default: the artifact's exported length)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="untimed calls first (default 10; causal LMs: generations, at most 3)")
+    parser.add_argument("--min-iterations", type=int, default=50,
+                        help="timed calls at least (default 50; causal LMs: generations per "
+                             "prompt length)")
+    parser.add_argument("--min-time", type=float, default=min_time,
+                        help=f"{time_help} of timed calls at least (default {min_time:g})")
 
 
 def _add_generate_options(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="recipe YAML or data path: inputs for verification and calibration")
     p.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the recipe's "
                    "data.max_length, else 128)")
-    p.add_argument("--calibration-samples", type=int, default=100)
+    p.add_argument("--calibration-samples", type=int, default=100,
+                   help="examples nncf / the converters calibrate on (int8-static, data-aware int4; default 100)")
     p.add_argument("--int4-group-size", type=int, default=None,
                    help="int4 weights per scale (a power of two, or -1 per output channel; "
                         "default: the format's)")
@@ -149,14 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="edgekd.targets.command:targets_command")
 
     p = sub.add_parser("report", help="rebuild the report of one run, or compare runs across targets")
-    p.add_argument("run_dirs", nargs="+", help="run folders")
-    p.add_argument("--out", help="output folder for a multi-run hardware comparison")
+    p.add_argument("run_dirs", nargs="+", help="run folders: one is rebuilt (report.md, "
+                   "report.html, report.json); several are also compared, target against target")
+    p.add_argument("--out", help="output folder for the hardware comparison (default: "
+                   "hardware-comparison/ beside the first run folder)")
     p.set_defaults(handler="edgekd.report.build:report_command")
 
     p = sub.add_parser("compare", help="latency regression gate: baseline report vs candidate")
     p.add_argument("baseline", help="baseline report.json (or bench result JSON)")
     p.add_argument("candidate", help="candidate report.json (or bench result JSON)")
-    p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
+    p.add_argument("--metric", default="p50", help="p50 (default; also: median), p90, p95, p99, mean")
     p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
     p.add_argument("--allow-different-env", action="store_true",
                    help="compare even when CPU, cores or runtime versions differ")
@@ -170,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", type=int, default=5, help="A/B pairs, each two fresh processes (default 5)")
     _add_measure_options(p, 2.0, "seconds per process")
     _add_generate_options(p)
-    p.add_argument("--metric", default="p50", help="p50 (default), mean, p90, p99")
+    p.add_argument("--metric", default="p50", help="p50 (default; also: median), p90, p95, p99, mean")
     p.add_argument("--max-slowdown", default="5%", help="threshold, e.g. 5%% or 0.05")
     p.add_argument("--out", help="also write both sides' entries (edgekd.report/1 JSON)")
     _add_gate_outputs(p)

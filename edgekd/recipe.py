@@ -282,11 +282,16 @@ class Recipe:
         return self.bench.seq_len or self.data.max_length
 
 
-def builtin_recipe_path(name: str = DEFAULT_RECIPE) -> Path:
-    """Path of a recipe shipped inside the package (`edgekd/recipes/<name>.yaml`)."""
-    path = Path(__file__).parent / "recipes" / f"{name}.yaml"
+def builtin_recipe_path(name: str = DEFAULT_RECIPE, kind: str = "recipe") -> Path:
+    """Path of a recipe (or, `kind="sweep"`, a sweep file) shipped inside the package
+    (`edgekd/recipes/<name>.yaml`); EdgekdError listing the built-in ones of that kind."""
+    folder = Path(__file__).parent / "recipes"
+    path = folder / f"{name}.yaml"
     if not path.is_file():
-        raise EdgekdError(f"no built-in recipe named '{name}'")
+        known = sorted(p.stem for p in folder.glob("*.yaml")
+                       if p.stem.endswith("-sweep") == (kind == "sweep"))
+        raise EdgekdError(f"no built-in {kind} named '{name}' (built-in: {', '.join(known)}; "
+                          "or give a .yaml file)")
     return path
 
 

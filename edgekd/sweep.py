@@ -23,6 +23,7 @@ one: what distilling from the teacher adds over plain fine-tuning of the same sm
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -67,17 +68,21 @@ def load_sweep(path: str) -> SweepFile:
     import yaml
 
     from edgekd.config import from_dict
-    from edgekd.recipe import builtin_recipe_path
+    from edgekd.recipe import Recipe, builtin_recipe_path
 
     file = Path(path)
     if not file.suffix and not file.exists():
-        file = builtin_recipe_path(path)
+        file = builtin_recipe_path(path, kind="sweep")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise EdgekdError(f"sweep file {file}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise EdgekdError(f"sweep file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    recipe_keys = {f.name for f in dataclasses.fields(Recipe)} - {f.name for f in dataclasses.fields(SweepFile)}
+    if isinstance(data, dict) and "variants" not in data and recipe_keys & set(data):
+        raise EdgekdError(f"{file} is a recipe, not a sweep file (a sweep names a `recipe:` and its "
+                          f"`variants:`): run it with `edgekd run {path}`")
     sweep = from_dict(SweepFile, data if data is not None else {})
     if sweep.recipe and not Path(sweep.recipe).suffix:
         sweep.recipe = str(builtin_recipe_path(sweep.recipe))

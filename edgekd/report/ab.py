@@ -110,17 +110,14 @@ def ab_command(args) -> int:
     from rich.console import Console
 
     from edgekd.benchmarks.bench import bench_document, prepare
-    from edgekd.benchmarks.command import generate_options
+    from edgekd.benchmarks.command import check_measure_options, generate_options
     from edgekd.files import write_json_atomic
     from edgekd.report.compare import (ALPHA, check_outputs, parse_threshold, render_markdown,
                                        write_outputs)
     from edgekd.targets.profiles import get_target
 
     threshold = parse_threshold(args.max_slowdown)
-    if args.threads < 1 or args.batch_size < 1 or args.min_iterations < 1 or args.warmup < 0 \
-            or args.min_time < 0 or (args.seq_len is not None and args.seq_len < 1):
-        raise EdgekdError("--threads, --batch-size, --min-iterations, --seq-len must be >= 1; "
-                          "--warmup and --min-time >= 0")
+    check_measure_options(args)
     if args.pairs < 2:
         raise EdgekdError(f"--pairs must be >= 2 for a paired test (5 recommended), got {args.pairs}")
     # Every output place is checked before the first measurement, not after minutes of it.

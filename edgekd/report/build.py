@@ -234,6 +234,10 @@ def report_command(args) -> int:
     from edgekd.report.hardware import compare_targets
     from edgekd.report.summary import summary_table
 
+    resolved = [Path(r).resolve() for r in args.run_dirs]
+    twice = next((r for i, r in enumerate(args.run_dirs) if resolved[i] in resolved[:i]), None)
+    if twice is not None:
+        raise EdgekdError(f"run folder {twice} is given twice: a run compared with itself says nothing")
     compare = len(args.run_dirs) > 1 or bool(args.out)
     out = Path(args.out) if args.out else Path(args.run_dirs[0]).parent / "hardware-comparison"
     if compare:

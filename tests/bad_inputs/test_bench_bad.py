@@ -108,9 +108,11 @@ def test_profile_with_unknown_energy_meter(refuse, work, export_copy):
 
 @pytest.mark.parametrize("option,value", [("--threads", "0"), ("--batch-size", "0"),
                                           ("--min-iterations", "0"), ("--warmup", "-1"),
-                                          ("--seq-len", "0")])
+                                          ("--seq-len", "0"), ("--min-time", "-0.5")])
 def test_bad_numbers(refuse, work, export_copy, option, value):
-    refuse(["bench", export_copy, option, value, "--out", work / "r.json"], option)
+    # the line names the option and the value given, not a list of every rule
+    refuse(["bench", export_copy, f"{option}={value}", "--out", work / "r.json"],
+           (f"{option} must be >=", f"got {value}"))
 
 
 def test_batch_size_a_static_artifact_cannot_run(refuse, work, export_copy):

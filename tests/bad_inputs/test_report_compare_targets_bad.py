@@ -14,6 +14,11 @@ def test_report_run_folder_missing(refuse, work):
     refuse(["report", work / "runs" / "none"], ("run folder not found", "none"))
 
 
+def test_report_the_same_run_twice(refuse, work, make_run):
+    run = make_run(work / "runs" / "laptop")
+    refuse(["report", run, str(run) + "/"], ("given twice", "itself"))
+
+
 def test_report_nothing_to_report(refuse, work):
     (work / "runs" / "empty").mkdir(parents=True)
     refuse(["report", work / "runs" / "empty"], "nothing to report")

@@ -70,6 +70,17 @@ def test_recipe_value_refused_before_the_run_folder(refuse, recipe, work, overri
     assert not (work / "runs").exists()
 
 
+@pytest.mark.parametrize("command,kind,listed", [("run", "recipe", "bbc-news"),
+                                                 ("sweep", "sweep", "bbc-news-sweep")])
+def test_unknown_built_in_name_lists_the_built_in_ones(refuse, work, command, kind, listed):
+    line = refuse([command, "no-such-thing"], f"no built-in {kind} named 'no-such-thing'")
+    assert listed in line
+
+
+def test_a_recipe_given_to_sweep_says_to_run_it(refuse, recipe):
+    refuse(["sweep", recipe], ("is a recipe, not a sweep file", "edgekd run"))
+
+
 def test_profile_with_unknown_energy_meter(refuse, recipe, work):
     profile = work / "board.yaml"
     profile.write_text("target: local\nenergy: joulemeter\n")
