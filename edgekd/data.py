@@ -37,7 +37,8 @@ class TaskData:
     unlabeled: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{len(self.labels)} labels, {len(self.train)} train / {len(self.validation)} "
+        labels = f"{len(self.labels)} labels, " if self.labels else ""   # plain text has none
+        return (f"{labels}{len(self.train)} train / {len(self.validation)} "
                 f"validation / {len(self.test)} test, {len(self.unlabeled)} unlabeled")
 
 

@@ -158,7 +158,10 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     entries.sort(key=_sort_key)
     recipe = _recipe(run_dir)
     env = environment.collect()
-    env["bench"] = recipe.get("bench")
+    bench = dict(recipe.get("bench") or {})
+    if not any(is_generative(e) for e in entries):   # a classifier run generates nothing
+        bench = {k: v for k, v in bench.items() if k not in ("prompt_lengths", "new_tokens")}
+    env["bench"] = bench or None
     env["targets"] = target_environments(entries)
     report = Report(entries=entries, environment=env, run=recipe.get("name") or run_dir.name,
                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -180,7 +183,11 @@ def target_environments(entries: list[dict[str, Any]]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for entry in entries:
         if entry.get("status", "ok") == "ok" and entry.get("environment"):
-            out[str(entry.get("target"))] = entry["environment"]
+            target = str(entry.get("target"))
+            runtimes = {**(out.get(target, {}).get("runtimes") or {}),
+                        **(entry["environment"].get("runtimes") or {})}
+            # every runtime the target ran (each entry's environment names only its own)
+            out[target] = {**entry["environment"], "runtimes": runtimes}
     return out
 
 

@@ -250,17 +250,20 @@ def test_each_target_is_described_by_its_own_machine(tmp_path):
     """The runner's environment of each target (not the host's) is shown per target."""
     run = make_run(tmp_path / "run", targets=("local", "ssh://pi@127.0.0.1:22"))
     machines = {"local": "Host CPU 1", "ssh___pi@127.0.0.1_22": "Cortex-A72"}
-    for path in (run / "bench").glob("*/*.json"):
+    for path in sorted((run / "bench").glob("*/*.json")):
         entry = json.loads(path.read_text())
+        # each entry's runner names only its own runtime; the target ran them all
+        runtime = {"openvino": "2025.1"} if "openvino" in path.name else {"onnxruntime": "1.16.0"}
         entry["environment"] = {"cpu": {"model": machines[path.parent.name], "cores_logical": 4,
                                         "flags": ["neon"]}, "memory_total_mb": 3800.0,
                                 "os": "Linux-arm64", "python": "3.9.2", "host": "pi",
-                                "runtimes": {"onnxruntime": "1.16.0", "numpy": "1.26.4"}}
+                                "runtimes": {**runtime, "numpy": "1.26.4"}}
         path.write_text(json.dumps(entry))
     report = reporting.build_report(run)
     targets = report["environment"]["targets"]
     assert {t: e["cpu"]["model"] for t, e in targets.items()} == \
         {"local": "Host CPU 1", "ssh://pi@127.0.0.1:22": "Cortex-A72"}
+    assert all(e["runtimes"].keys() == {"onnxruntime", "openvino", "numpy"} for e in targets.values())
     reporting.write_report(run, report)
     md, html = (run / "report.md").read_text(), (run / "report.html").read_text()
     for text in (md, html):
