@@ -72,6 +72,8 @@ def convert(hint: Any, value: Any, key: str) -> Any:
             raise EdgekdError(f"recipe key '{key}' must be one of {choices}, got {value!r}")
         return value
     if origin is list:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]   # `--set bench.threads=2` means [2]
         if not isinstance(value, (list, tuple)):
             raise EdgekdError(f"recipe key '{key}' must be a list, got {_kind(value)}")
         return [convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value)]

@@ -44,12 +44,17 @@ def test_set_overrides_parse_yaml_values(tmp_path):
     assert recipe.bench.threads == [1, 2]
     assert recipe.teacher.fine_tune.epochs == 3
     assert recipe.data.unlabeled == "extra.txt"
+    # one value where a list is expected is that list of one
+    recipe = load_recipe(write(tmp_path, MINIMAL), ["bench.threads=2", "export.formats=onnx"])
+    assert recipe.bench.threads == [2] and recipe.export.formats == ["onnx"]
 
 
 @pytest.mark.parametrize("override, message", [
     ("distill.temprature=2", "unknown recipe key 'distill.temprature'"),
     ("distill.epochs=many", "recipe key 'distill.epochs' must be float"),
     ("bench.threads=[one]", "bench.threads[0]"),
+    ("bench.threads=one", "bench.threads[0]"),
+    ("bench.threads={a: 1}", "recipe key 'bench.threads' must be a list, got dict"),
     ("export.formats=[onnx, coreml]", "export.formats[1]"),
     ("distill.alpha=1.5", "alpha must be in [0, 1]"),
     ("student.config={num_hidden_layers: 2}", "exactly one of student.from_teacher"),
