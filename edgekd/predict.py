@@ -171,7 +171,9 @@ def predict_command(args) -> int:
     """Handler of `edgekd predict`."""
     if args.target not in (None, "local"):
         raise EdgekdError("predict runs on this machine only for now; copy the bundle (edgekd "
-                          "pack) to the device and run `edgekd predict` there")
+                          "pack) to the device and run `edgekd predict` there (it needs edgekd "
+                          "installed), or the snippet in the bundle's README.md (it needs "
+                          "the runtime and transformers' tokenizer)")
     if args.top_k < 1:
         raise EdgekdError(f"--top-k must be at least 1 (got {args.top_k})")
     texts = read_texts(args.texts, args.file)
