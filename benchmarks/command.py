@@ -16,13 +16,12 @@ from edgekd.errors import EdgekdError
 
 def bench_command(args: argparse.Namespace) -> int:
     """Handler of `edgekd bench`."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from edgekd.benchmarks.bench import bench_document, measure_round_robin, prepare
     from edgekd.checks import check_energy_meter, check_output_file
-    from edgekd.console import quiet_libraries
+    from edgekd.console import make_console, quiet_libraries
     from edgekd.files import write_json_atomic
     from edgekd.targets.profiles import get_target
 
@@ -47,7 +46,7 @@ def bench_command(args: argparse.Namespace) -> int:
                             energy=args.energy, generate=generate) for a in args.artifacts]
     if target.kind != "local":  # reach it now, not after a progress line
         target.python_info(timeout_s=60)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:

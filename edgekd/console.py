@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.table import Table
 
-console = Console(highlight=False)
+# Tables written to a pipe, a file or a CI log: rich would cut them at 80 columns ("…" in the
+# size and accuracy cells), so a console that is not a terminal gets this width instead.
+PIPED_WIDTH = 160
+
+
+def make_console(stderr: bool = False, **options) -> Console:
+    """A rich Console on stdout (or stderr): as wide as the terminal, or PIPED_WIDTH columns
+    when the output is not a terminal and COLUMNS does not say otherwise."""
+    out = Console(stderr=stderr, **options)
+    if not out.is_terminal and "COLUMNS" not in os.environ and "width" not in options:
+        out.width = PIPED_WIDTH
+    return out
+
+
+console = make_console(highlight=False)
 
 # Library loggers whose start-up chatter says nothing to an edgekd user (optional kernels that
 # a CPU build lacks, deprecation notes aimed at library authors).

@@ -144,7 +144,7 @@ def print_summary(records: list[dict], where: Path | None = None) -> None:
     """A short rich table: artifact, status, size, parity (a classifier's max |diff| and top-1
     agreement, a causal LM's greedy-token agreement), accuracy or perplexity, export time."""
     from rich import box
-    from rich.console import Console
+    from edgekd.console import make_console
     from rich.table import Table
 
     table = Table(title="export", box=box.SIMPLE_HEAD, pad_edge=False)
@@ -163,7 +163,7 @@ def print_summary(records: list[dict], where: Path | None = None) -> None:
             f"{parity['max_abs_diff']:.1e}" if parity.get("max_abs_diff") is not None else "-",
             f"{agreement:.0%}" if agreement is not None else "-", quality,
             f"{r['export_time_s']:.1f}")
-    console = Console()
+    console = make_console()
     console.print(table)
     if where is not None:
         console.print(f"written to {where}", soft_wrap=True)

@@ -18,7 +18,7 @@ def targets_command(args: argparse.Namespace) -> int:
 
 def list_targets() -> int:
     """Print `local` and every profile in the search path."""
-    from rich.console import Console
+    from edgekd.console import make_console
     from rich.table import Table
 
     from edgekd.targets.profiles import find_profiles, profile_dirs
@@ -30,7 +30,7 @@ def list_targets() -> int:
     for p in find_profiles():
         table.add_row(p.name, p.target, p.python or "(default)", ",".join(map(str, p.threads)),
                       p.notes or "", p.path)
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print("profiles are read from: " + ", ".join(f"{d}/*.yaml" for d in profile_dirs()))
     return 0

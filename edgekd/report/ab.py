@@ -107,7 +107,7 @@ def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: f
 
 def ab_command(args) -> int:
     """Handler of `edgekd ab`."""
-    from rich.console import Console
+    from edgekd.console import make_console
 
     from edgekd.benchmarks.bench import bench_document, prepare
     from edgekd.benchmarks.command import check_measure_options, generate_options
@@ -128,7 +128,7 @@ def ab_command(args) -> int:
                      seq_len=args.seq_len, warmup=args.warmup, min_iterations=args.min_iterations,
                      min_time_s=args.min_time, energy="none", generate=generate)
              for path in (args.baseline, args.candidate)]
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
 
     def ran(pair: int, side: int, entry: dict) -> None:
         p50 = entry["repeats"][-1]["latency_ms"]["p50"]

@@ -235,7 +235,7 @@ def report_command(args) -> int:
     """`edgekd report RUN_DIR... [--out DIR]`: rebuild each run's report; with several runs (or
     several targets and --out) also write the hardware comparison. Every report is built and
     the comparison checked before any file is written, so a refusal leaves the runs as they were."""
-    from rich.console import Console
+    from edgekd.console import make_console
 
     from edgekd.checks import check_output_dir
     from edgekd.report.hardware import compare_targets
@@ -258,7 +258,7 @@ def report_command(args) -> int:
         if len(targets) < 2:
             raise EdgekdError("nothing to compare: every run was measured on the same target "
                               f"({', '.join(targets) or 'none'})")
-    console = Console()
+    console = make_console()
     for run_dir, report in zip(args.run_dirs, reports):
         write_report(Path(run_dir), report)
         console.print(summary_table(report))

@@ -181,6 +181,6 @@ def summary_table(report: dict[str, Any]):
 
 def print_summary(report: dict[str, Any], console=None) -> None:
     """Print `summary_table(report)` to `console` (a rich Console; stdout by default)."""
-    from rich.console import Console
+    from edgekd.console import make_console
 
-    (console or Console()).print(summary_table(report))
+    (console or make_console()).print(summary_table(report))
