@@ -60,3 +60,13 @@ def test_set_with_bad_syntax(tmp_path, tiny_data_dir, tiny_model_dir):
     recipe = write_tiny_recipe(tmp_path, tiny_data_dir, tiny_model_dir)
     out = run_cli("distill", str(recipe), "--set", "distill.epochs", "--out", str(tmp_path / "r"))
     assert out.returncode == 2 and "--set expects KEY=VALUE" in out.stderr
+
+
+def test_an_unknown_option_is_refused_by_its_subcommand(capsys):
+    from edgekd.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "model.onnx", "--out", "r.json", "--bogus", "3"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.startswith("usage: edgekd bench") and "edgekd bench: error: unrecognized arguments: --bogus 3" in err
