@@ -55,8 +55,11 @@ def load_entries(path: str | Path) -> list[dict[str, Any]]:
 
     try:
         data = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise EdgekdError(f"cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise EdgekdError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise EdgekdError(f"cannot read {path}: not JSON ({exc}); give a report.json or an "
+                          "`edgekd bench --out` file") from None
     try:
         return Report.from_dict(data, str(path)).entries
     except ContractError as exc:

@@ -104,7 +104,7 @@ def test_compare_file_missing(refuse, work, baseline):
 
 def test_compare_not_json(refuse, work, baseline):
     (work / "cand.json").write_text("{")
-    refuse(["compare", baseline, work / "cand.json"], ("cannot read", "cand.json"))
+    refuse(["compare", baseline, work / "cand.json"], ("cannot read", "cand.json", "not JSON"))
 
 
 def test_compare_wrong_schema(refuse, work, baseline):
