@@ -360,7 +360,8 @@ def unexpected_error_line(exc: BaseException) -> str:
     if not frames or isinstance(exc, (ValueError, OSError)):  # those say what was wrong with the input
         return f"{type(exc).__name__}: {first}"
     last = frames[-1]
-    return f"{type(exc).__name__}: {first} (at {os.path.basename(last.filename)}:{last.lineno} in {last.name})"
+    where = f"{os.path.basename(last.filename)}:{last.lineno} in {last.name}"
+    return f"{type(exc).__name__}: {first} (at {where})"
 
 
 def main(argv=None) -> int:

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the recipe's "
                    "data.max_length, else 128)")
     p.add_argument("--calibration-samples", type=int, default=100,
-                   help="examples nncf / the converters calibrate on (int8-static, data-aware int4; default 100)")
+                   help="examples nncf / the converters calibrate on (int8-static, data-aware "
+                        "int4; default 100)")
     p.add_argument("--int4-group-size", type=int, default=None,
                    help="int4 weights per scale (a power of two, or -1 per output channel; "
                         "default: the format's)")

@@ -79,7 +79,8 @@ def load_sweep(path: str) -> SweepFile:
         raise EdgekdError(f"sweep file {file}: cannot read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise EdgekdError(f"sweep file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    recipe_keys = {f.name for f in dataclasses.fields(Recipe)} - {f.name for f in dataclasses.fields(SweepFile)}
+    recipe_keys = ({f.name for f in dataclasses.fields(Recipe)}
+                   - {f.name for f in dataclasses.fields(SweepFile)})
     if isinstance(data, dict) and "variants" not in data and recipe_keys & set(data):
         raise EdgekdError(f"{file} is a recipe, not a sweep file (a sweep names a `recipe:` and its "
                           f"`variants:`): run it with `edgekd run {path}`")

@@ -69,4 +69,5 @@ def test_an_unknown_option_is_refused_by_its_subcommand(capsys):
         main(["bench", "model.onnx", "--out", "r.json", "--bogus", "3"])
     err = capsys.readouterr().err
     assert info.value.code == 2
-    assert err.startswith("usage: edgekd bench") and "edgekd bench: error: unrecognized arguments: --bogus 3" in err
+    assert err.startswith("usage: edgekd bench")
+    assert "edgekd bench: error: unrecognized arguments: --bogus 3" in err
