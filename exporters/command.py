@@ -144,8 +144,9 @@ def print_summary(records: list[dict], where: Path | None = None) -> None:
     """A short rich table: artifact, status, size, parity (a classifier's max |diff| and top-1
     agreement, a causal LM's greedy-token agreement), accuracy or perplexity, export time."""
     from rich import box
-    from edgekd.console import make_console
     from rich.table import Table
+
+    from edgekd.console import make_console
 
     table = Table(title="export", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("artifact", no_wrap=True)

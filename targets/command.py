@@ -18,9 +18,9 @@ def targets_command(args: argparse.Namespace) -> int:
 
 def list_targets() -> int:
     """Print `local` and every profile in the search path."""
-    from edgekd.console import make_console
     from rich.table import Table
 
+    from edgekd.console import make_console
     from edgekd.targets.profiles import find_profiles, profile_dirs
 
     table = Table(title="edgekd targets")

@@ -107,10 +107,9 @@ def ab_result(pairs: list[tuple], entries: list[dict], metric: str, threshold: f
 
 def ab_command(args) -> int:
     """Handler of `edgekd ab`."""
-    from edgekd.console import make_console
-
     from edgekd.benchmarks.bench import bench_document, prepare
     from edgekd.benchmarks.command import check_measure_options, generate_options
+    from edgekd.console import make_console
     from edgekd.files import write_json_atomic
     from edgekd.report.compare import (ALPHA, check_outputs, parse_threshold, render_markdown,
                                        write_outputs)

@@ -235,9 +235,8 @@ def report_command(args) -> int:
     """`edgekd report RUN_DIR... [--out DIR]`: rebuild each run's report; with several runs (or
     several targets and --out) also write the hardware comparison. Every report is built and
     the comparison checked before any file is written, so a refusal leaves the runs as they were."""
-    from edgekd.console import make_console
-
     from edgekd.checks import check_output_dir
+    from edgekd.console import make_console
     from edgekd.report.hardware import compare_targets
     from edgekd.report.summary import summary_table
 
