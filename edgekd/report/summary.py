@@ -112,6 +112,7 @@ def generation_summary_rows(teacher: Entry, student: Entry) -> list[tuple[str, s
         # the teacher's own (metrics.json: 100%, against itself) would compare nothing
         ("greedy agreement", "—", fmt_share(greedy_agreement(student)),
          "vs the teacher" if student.get("format") == "pytorch" else "vs its PyTorch source"),
+        # tokens/s is higher-is-better: the arguments swap roles
         ("decode tokens/s", fmt_rate(dec_t), fmt_rate(dec_s), _versus(dec_s, dec_t, "faster")),
     ]
     for n in prompt_lengths(student):
