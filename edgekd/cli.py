@@ -185,14 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write both sides' entries (edgekd.report/1 JSON)")
     _add_gate_outputs(p)
     p.set_defaults(handler="edgekd.report.ab:ab_command")
-    return parser
-
-
-def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
-    """The parser of subcommand `command` (the top-level parser when there is none)."""
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            return action.choices[command]
+    for command_parser in sub.choices.values():  # main() refuses an unknown option with it
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -201,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # refused by the subcommand's own parser: its usage line, not the top-level one
-        subparser = _subparser(parser, getattr(args, "command", None))
-        subparser.error(f"unrecognized arguments: {' '.join(extra)}")
+        (getattr(args, "command_parser", None) or parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0

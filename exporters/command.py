@@ -23,12 +23,11 @@ def export_command(args: argparse.Namespace) -> int:
     from edgekd.exporters import check_supported, export_artifact
     from edgekd.exporters.verify import check_model_dir
     from edgekd.models import check_weights_fit, load_config
-    from edgekd.tasks import get_task, task_for_model
+    from edgekd.tasks import task_for_model
 
     quiet_libraries()  # converter imports log warnings that would bury the one error line
     # Every check that needs no model comes first: nothing is converted, nothing written.
     check_output_dir(args.out, "--out")
-    get_task(getattr(args, "task", None))  # an unknown --task is refused before the model is read
     options = export_options(args)
     model_dir = check_model_dir(args.model_dir)
     for weights in sorted(model_dir.glob("*.safetensors")):

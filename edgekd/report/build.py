@@ -158,8 +158,9 @@ def build_report(run_dir: Path) -> dict[str, Any]:
     entries.sort(key=_sort_key)
     recipe = _recipe(run_dir)
     env = environment.collect()
+    generative = any(is_generative(e) for e in entries)
     bench = dict(recipe.get("bench") or {})
-    if not any(is_generative(e) for e in entries):   # a classifier run generates nothing
+    if not generative:   # a classifier run generates nothing
         bench = {k: v for k, v in bench.items() if k not in ("prompt_lengths", "new_tokens")}
     env["bench"] = bench or None
     env["targets"] = target_environments(entries)
@@ -167,7 +168,7 @@ def build_report(run_dir: Path) -> dict[str, Any]:
                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     accuracy_budget=(recipe.get("report") or {}).get("accuracy_budget",
                                                                        DEFAULT_BUDGET)).to_dict()
-    if any(is_generative(e) for e in entries):
+    if generative:
         report["perplexity_budget"] = (recipe.get("report") or {}).get("perplexity_budget",
                                                                      DEFAULT_PERPLEXITY_BUDGET)
     report["recommended"] = [{"setting": pick["label"], "name": pick["entry"]["name"],
